@@ -1,0 +1,7 @@
+"""pointcanon: exact rigid-motion invariance for ordinary point-cloud networks through learned
+canonicalization."""
+from .core import Canonicalization
+from .nn import VNCanonicalizer
+
+__version__ = "0.1.0"
+__all__ = ["Canonicalization", "VNCanonicalizer", "__version__"]

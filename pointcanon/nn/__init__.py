@@ -1,0 +1,7 @@
+"""Neural modules: vector-neuron layers, the canonicalizer, kNN."""
+from .canonicalizer import VNCanonicalizer
+from .knn import farthest_point_sample, fixed_index_sample, knn
+from .vn import VNBatchNorm, VNInvariant, VNLeakyReLU, VNLinear, VNLinearLeakyReLU, VNMaxPool, vn_mean_pool
+
+__all__ = ["VNBatchNorm", "VNCanonicalizer", "VNInvariant", "VNLeakyReLU", "VNLinear", "VNLinearLeakyReLU",
+           "VNMaxPool", "farthest_point_sample", "fixed_index_sample", "knn", "vn_mean_pool"]

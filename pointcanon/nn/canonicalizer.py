@@ -1,0 +1,96 @@
+"""The E(3) vector-neuron canonicalizer (Kaba et al., "Equivariance with Learned Canonicalization
+Functions", ICML 2023, https://arxiv.org/abs/2211.06489)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..core.frames import frame_from_vectors
+from ..core.result import Canonicalization
+from ..core.validation import check_points
+from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
+from .vn import VNLinear, VNLinearLeakyReLU, vn_mean_pool
+
+CANONICALIZER_GROUPS = ("SE3", "E3")
+
+
+class VNCanonicalizer(nn.Module):
+    """Predicts a frame and an origin per point cloud with a small vector-neuron network.
+
+    ``canonical = (x - origin) @ frame`` is exactly invariant to rigid motions ``x @ Q.T + s``:
+    for ``group="SE3"`` Q is any rotation and the frame is a rotation (det = +1; a mirrored input gives
+    a mirrored canonical cloud, so chirality is kept); for ``group="E3"`` Q may also be a reflection.
+
+    Args:
+        group: ``"SE3"`` (two vectors, Gram–Schmidt, cross product) or ``"E3"`` (three vectors).
+        hidden: VN channels of the three layers (local, point, global).
+        k: neighbours whose mean gives each point's local offset vector (a surface-normal-like cue).
+        num_points: points the network sees (the origin always uses all of them); ``None`` for all.
+        subsample: ``"index"`` (a fixed pseudo-random index set: exact, order dependent) or ``"fps"``
+            (farthest-point sampling from point 0: better coverage, costs a loop of ``num_points``).
+        origin: ``"centroid"`` or ``"learned"`` (centroid plus a predicted equivariant offset).
+        degenerate_tol: see :func:`pointcanon.core.frames.frame_from_vectors`.
+
+    Shapes:
+        input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``, origin
+        ``(B, 3)``, canonical ``(B, N, 3)``, degenerate / conditioning ``(B,)``.
+    """
+
+    def __init__(self, group: str = "SE3", *, hidden: tuple[int, int, int] = (16, 32, 64), k: int = 16,
+                 num_points: int | None = 256, subsample: str = "index", origin: str = "centroid",
+                 negative_slope: float = 0.2, degenerate_tol: float = 1e-3):
+        super().__init__()
+        if group not in CANONICALIZER_GROUPS:
+            raise ValueError(f"group must be one of {CANONICALIZER_GROUPS}, got {group!r}")
+        if subsample not in ("index", "fps"):
+            raise ValueError(f"subsample must be 'index' or 'fps', got {subsample!r}")
+        if origin not in ("centroid", "learned"):
+            raise ValueError(f"origin must be 'centroid' or 'learned', got {origin!r}")
+        if num_points is not None and num_points < 1:
+            raise ValueError(f"num_points must be positive or None, got {num_points}")
+        if k < 1 or len(hidden) != 3 or min(hidden) < 1:
+            raise ValueError(f"need k >= 1 and three positive hidden sizes, got k={k}, hidden={hidden}")
+        self.hparams = dict(group=group, hidden=tuple(hidden), k=k, num_points=num_points, subsample=subsample,
+                            origin=origin, negative_slope=negative_slope, degenerate_tol=degenerate_tol)
+        self.group, self.k, self.num_points = group, k, num_points
+        self.subsample, self.origin_mode, self.degenerate_tol = subsample, origin, degenerate_tol
+        c1, c2, c3 = hidden
+        self.local = VNLinearLeakyReLU(2, c1, negative_slope=negative_slope)
+        self.point = VNLinearLeakyReLU(c1, c2, negative_slope=negative_slope)
+        self.fuse = VNLinearLeakyReLU(2 * c2, c3, negative_slope=negative_slope)
+        self.out = VNLinear(c3, 2 if group == "SE3" else 3)
+        self.offset = VNLinear(c3, 1) if origin == "learned" else None
+
+    def _subsample(self, centred: Tensor) -> Tensor:
+        n = centred.shape[1]
+        if self.num_points is None or self.num_points >= n:
+            return centred
+        if self.subsample == "fps":
+            idx = farthest_point_sample(centred, self.num_points)
+            return torch.gather(centred, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        return centred[:, fixed_index_sample(n, self.num_points, device=centred.device)]
+
+    def predict_vectors(self, centred: Tensor) -> tuple[Tensor, Tensor]:
+        """Equivariant vectors ``(B, K, 3)`` (K = 2 or 3) and the pooled feature ``(B, C, 3)`` of a
+        centred cloud ``(B, N, 3)``."""
+        pts = self._subsample(centred)  # (B, M, 3)
+        local_mean = gather_neighbours(pts, knn(pts, self.k)).mean(2)  # (B, M, 3)
+        f = torch.stack([pts, local_mean - pts], 1).transpose(2, 3)  # (B, 2, 3, M)
+        f = self.local(f)  # (B, C1, 3, M)
+        f = self.point(f)  # (B, C2, 3, M)
+        g = vn_mean_pool(f, -1).unsqueeze(-1).expand_as(f)
+        f = self.fuse(torch.cat([f, g], 1))  # (B, C3, 3, M)
+        pooled = vn_mean_pool(f, -1)  # (B, C3, 3)
+        return self.out(pooled), pooled
+
+    def forward(self, x: Tensor) -> Canonicalization:
+        check_points(x)
+        centroid = x.mean(1)  # (B, 3)
+        centred = x - centroid.unsqueeze(1)
+        vectors, pooled = self.predict_vectors(centred)
+        frame, degenerate, conditioning = frame_from_vectors(vectors, proper=self.group == "SE3",
+                                                             tol=self.degenerate_tol)
+        origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1)
+        canonical = (x - origin.unsqueeze(1)) @ frame
+        return Canonicalization(frame=frame, canonical=canonical, origin=origin,
+                                degenerate=degenerate, conditioning=conditioning)

@@ -1,0 +1,65 @@
+"""k-nearest neighbours and point subsampling in plain torch (torch-geometric's knn/fps need pyg-lib,
+which PyPI does not carry). Memory is bounded by chunking the queries."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def knn(x: Tensor, k: int, *, chunk_size: int | None = None, include_self: bool = True) -> Tensor:
+    """Indices of the ``k`` nearest neighbours of every point, ``(B, N, k)``, nearest first.
+
+    Args:
+        x: ``(B, N, D)`` coordinates or features.
+        k: neighbours per point (clipped to N).
+        chunk_size: queries per block; the distance block is ``(B, chunk_size, N)``. Defaults to a size
+            that keeps the block near 64 M entries.
+        include_self: whether a point counts as its own neighbour (it is always the nearest).
+    """
+    if x.ndim != 3:
+        raise ValueError(f"knn expects (B, N, D), got shape {tuple(x.shape)}")
+    b, n, _ = x.shape
+    k_eff = min(k + (0 if include_self else 1), n)
+    if chunk_size is None:
+        chunk_size = max(1, min(n, (64 * 2**20) // max(1, b * n)))
+    sq = x.pow(2).sum(-1)  # (B, N)
+    out = []
+    for start in range(0, n, chunk_size):
+        q = x[:, start:start + chunk_size]  # (B, c, D)
+        d = sq[:, start:start + chunk_size, None] - 2 * q @ x.transpose(1, 2) + sq[:, None, :]  # (B, c, N)
+        idx = d.topk(k_eff, dim=-1, largest=False).indices
+        out.append(idx if include_self else idx[..., 1:])
+    return torch.cat(out, 1)
+
+
+def gather_neighbours(x: Tensor, idx: Tensor) -> Tensor:
+    """``x`` ``(B, N, ...)`` gathered at ``idx`` ``(B, M, k)`` -> ``(B, M, k, ...)``."""
+    b = x.shape[0]
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
+    return x[batch, idx]
+
+
+def farthest_point_sample(x: Tensor, m: int, *, start: int = 0) -> Tensor:
+    """Farthest-point sampling from a fixed start index, ``(B, m)`` indices. Rigid-motion equivariant
+    (it only uses distances) but it depends on the point order through ``start``."""
+    b, n, _ = x.shape
+    m = min(m, n)
+    idx = torch.empty(b, m, dtype=torch.long, device=x.device)
+    dist = torch.full((b, n), float("inf"), dtype=x.dtype, device=x.device)
+    far = torch.full((b,), start, dtype=torch.long, device=x.device)
+    rows = torch.arange(b, device=x.device)
+    for i in range(m):
+        idx[:, i] = far
+        d = (x - x[rows, far].unsqueeze(1)).pow(2).sum(-1)
+        dist = torch.minimum(dist, d)
+        far = dist.argmax(-1)
+    return idx
+
+
+def fixed_index_sample(n: int, m: int, *, seed: int = 0, device=None) -> Tensor:
+    """A fixed pseudo-random subset of ``m`` of ``n`` indices, ``(m,)``, the same for every call with
+    the same ``(n, m, seed)``: exactly equivariant to rigid motions, no distance ties to break."""
+    if m >= n:
+        return torch.arange(n, device=device)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + n)
+    return torch.randperm(n, generator=g)[:m].sort().values.to(device)

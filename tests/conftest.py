@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+SHARED_DATA = Path(os.environ.get("POINTCANON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+MODELNET_HDF5 = SHARED_DATA / "modelnet40_hdf5_1024"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set POINTCANON_SHARED_DATA to the shared/data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def modelnet_test_shapes() -> torch.Tensor:
+    """64 real ModelNet40 test shapes (64, 1024, 3) float32, read with h5py."""
+    import h5py
+
+    with h5py.File(require(MODELNET_HDF5) / "ply_data_test0.h5", "r") as f:
+        return torch.from_numpy(f["data"][:64])
