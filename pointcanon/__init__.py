@@ -1,7 +1,7 @@
 """pointcanon: exact rigid-motion invariance for ordinary point-cloud networks through learned
 canonicalization."""
 from .core import Canonicalization
-from .nn import VNCanonicalizer
+from .nn import CanonicalizedModel, VNCanonicalizer, build_backbone
 
 __version__ = "0.1.0"
-__all__ = ["Canonicalization", "VNCanonicalizer", "__version__"]
+__all__ = ["Canonicalization", "CanonicalizedModel", "VNCanonicalizer", "build_backbone", "__version__"]

@@ -1,7 +1,9 @@
 """Neural modules: vector-neuron layers, the canonicalizer, kNN."""
+from .backbones import BACKBONES, DGCNN, EdgeConv, PointNet, build_backbone
 from .canonicalizer import VNCanonicalizer
 from .knn import farthest_point_sample, fixed_index_sample, knn
+from .wrapper import CanonicalizedModel
 from .vn import VNBatchNorm, VNInvariant, VNLeakyReLU, VNLinear, VNLinearLeakyReLU, VNMaxPool, vn_mean_pool
 
-__all__ = ["VNBatchNorm", "VNCanonicalizer", "VNInvariant", "VNLeakyReLU", "VNLinear", "VNLinearLeakyReLU",
+__all__ = ["BACKBONES", "CanonicalizedModel", "DGCNN", "EdgeConv", "PointNet", "build_backbone", "VNBatchNorm", "VNCanonicalizer", "VNInvariant", "VNLeakyReLU", "VNLinear", "VNLinearLeakyReLU",
            "VNMaxPool", "farthest_point_sample", "fixed_index_sample", "knn", "vn_mean_pool"]

@@ -36,7 +36,7 @@ class VNCanonicalizer(nn.Module):
         ``(B, 3)``, canonical ``(B, N, 3)``, degenerate / conditioning ``(B,)``.
     """
 
-    def __init__(self, group: str = "SE3", *, hidden: tuple[int, int, int] = (16, 32, 64), k: int = 16,
+    def __init__(self, group: str = "SE3", *, hidden: tuple[int, int, int] = (16, 32, 64), k: int = 10,
                  num_points: int | None = 256, subsample: str = "index", origin: str = "centroid",
                  negative_slope: float = 0.2, degenerate_tol: float = 1e-3):
         super().__init__()

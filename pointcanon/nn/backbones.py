@@ -1,0 +1,134 @@
+"""Unconstrained point-cloud backbones: PointNet and DGCNN classifiers, and a builder dict.
+
+Both take points ``(B, N, 3)`` and return logits ``(B, num_classes)``; neither is equivariant on its own.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .knn import knn
+
+
+def _mlp1d(sizes, *, last_act=True) -> nn.Sequential:
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Conv1d(a, b, 1, bias=False))
+        layers.append(nn.BatchNorm1d(b))
+        if last_act or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _head(sizes, num_classes, dropout) -> nn.Sequential:
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers, nn.Linear(sizes[-1], num_classes))
+
+
+class TNet(nn.Module):
+    """PointNet's learned alignment: predicts a ``(B, d, d)`` matrix from features ``(B, d, N)``,
+    initialised at the identity."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.features = _mlp1d([dim, 64, 128, 512])
+        self.head = _head([512, 256], dim * dim, 0.0)
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = self.features(x).amax(-1)  # (B, 512)
+        eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
+        return self.head(g).view(-1, self.dim, self.dim) + eye
+
+
+class PointNet(nn.Module):
+    """PointNet classifier (Qi et al., CVPR 2017, https://arxiv.org/abs/1612.00593).
+
+    Shapes: ``(B, N, 3) -> (B, num_classes)``.
+    """
+
+    def __init__(self, num_classes: int = 40, *, input_transform: bool = True, width: int = 1024,
+                 dropout: float = 0.4):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.hparams = dict(num_classes=num_classes, input_transform=input_transform, width=width, dropout=dropout)
+        self.tnet = TNet(3) if input_transform else None
+        self.features = _mlp1d([3, 64, 64, 64, 128, width])
+        self.head = _head([width, 512, 256], num_classes, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.transpose(1, 2)  # (B, 3, N)
+        if self.tnet is not None:
+            x = self.tnet(x).transpose(1, 2) @ x
+        return self.head(self.features(x).amax(-1))
+
+
+class EdgeConv(nn.Module):
+    """``max_j MLP([x_j - x_i, x_i])`` over the k nearest neighbours j of i (in feature space).
+
+    Shapes: ``(B, C, N) -> (B, C_out, N)``. Points are processed in chunks of ``chunk_size`` so that
+    the ``(B, 2C, chunk, k)`` edge tensor stays small for large N.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, k: int = 20):
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv2d(2 * in_channels, out_channels, 1, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+        b, c, n = x.shape
+        if idx is None:
+            idx = knn(x.transpose(1, 2), self.k)  # (B, N, k)
+        k = idx.shape[-1]
+        # conv([x_j - x_i, x_i]) = W1 x_j + (W2 - W1) x_i: apply the conv per point, then gather.
+        w = self.conv.weight.view(-1, 2 * c)
+        w_nbr, w_ctr = w[:, :c], w[:, c:] - w[:, :c]
+        nbr = w_nbr @ x  # (B, C_out, N)
+        ctr = w_ctr @ x  # (B, C_out, N)
+        batch = torch.arange(b, device=x.device).view(b, 1, 1)
+        gathered = nbr.transpose(1, 2)[batch, idx]  # (B, N, k, C_out)
+        edge = gathered.permute(0, 3, 1, 2) + ctr.unsqueeze(-1)  # (B, C_out, N, k)
+        return F.leaky_relu(self.norm(edge), 0.2).amax(-1)
+
+
+class DGCNN(nn.Module):
+    """DGCNN classifier (Wang et al., "Dynamic Graph CNN", TOG 2019, https://arxiv.org/abs/1801.07829).
+
+    Shapes: ``(B, N, 3) -> (B, num_classes)``. kNN is dense, in plain torch, chunked over queries.
+    """
+
+    def __init__(self, num_classes: int = 40, *, k: int = 20, emb_dims: int = 1024, dropout: float = 0.5):
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.hparams = dict(num_classes=num_classes, k=k, emb_dims=emb_dims, dropout=dropout)
+        dims = [3, 64, 64, 128, 256]
+        self.edges = nn.ModuleList(EdgeConv(a, b, k) for a, b in zip(dims[:-1], dims[1:]))
+        self.embed = _mlp1d([sum(dims[1:]), emb_dims])
+        self.head = _head([2 * emb_dims, 512, 256], num_classes, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.transpose(1, 2)  # (B, 3, N)
+        feats = []
+        for edge in self.edges:
+            h = edge(h)
+            feats.append(h)
+        e = self.embed(torch.cat(feats, 1))  # (B, emb, N)
+        return self.head(torch.cat([e.amax(-1), e.mean(-1)], 1))
+
+
+BACKBONES = {"pointnet": PointNet, "dgcnn": DGCNN}
+
+
+def build_backbone(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build a classifier by name (``"pointnet"``, ``"dgcnn"``)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
+    return BACKBONES[name](num_classes, **kwargs)

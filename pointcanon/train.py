@@ -1,0 +1,254 @@
+"""Training and evaluation of (canonicalized) point-cloud classifiers.
+
+Every random choice (shuffling, augmentation, dropout) is derived from ``(seed, epoch, step)``, so a
+run resumed from any checkpoint continues exactly as the uninterrupted run would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
+from .core.groups import apply_rigid, random_rotations, rotation_about_axis
+from .core.metrics import mean_class_accuracy
+from .core.priors import identity_prior, upright_prior
+from .nn import CanonicalizedModel, VNCanonicalizer, build_backbone
+from .nn.backbones import BACKBONES
+
+PROTOCOLS = ("upright", "z", "so3")
+ROTATIONS = {"none": "none", "upright": "none", "z": "z", "so3": "SO3"}
+PRIOR_CHOICES = ("none", "identity", "upright")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in every checkpoint."""
+
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    backbone: str = "pointnet"
+    backbone_kwargs: dict = field(default_factory=dict)
+    canonicalizer: str = "none"  # "none" | "vn"
+    canonicalizer_kwargs: dict = field(default_factory=dict)
+    train_rotation: str = "none"  # "none" | "z" | "so3"
+    prior: str = "none"  # "none" | "identity" | "upright"
+    prior_weight: float = 0.0
+    epochs: int = 10
+    batch_size: int = 32
+    num_points: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 0  # steps; 0 = at the end of every epoch only
+    dataset_kwargs: dict = field(default_factory=dict)
+
+    def validate(self) -> "TrainConfig":
+        checks = [("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn")),
+                  ("train_rotation", self.train_rotation, ("none", "z", "so3")), ("prior", self.prior, PRIOR_CHOICES)]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        for name in ("epochs", "batch_size", "num_points"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (batch norm needs two samples)")
+        if self.prior != "none" and self.canonicalizer == "none":
+            raise ValueError(f"prior {self.prior!r} needs a canonicalizer (--canonicalizer vn)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        return self
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The backbone, wrapped in a :class:`CanonicalizedModel` when ``cfg.canonicalizer == "vn"``."""
+    backbone = build_backbone(cfg.backbone, num_classes, **cfg.backbone_kwargs)
+    if cfg.canonicalizer == "none":
+        return backbone
+    return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
+
+
+def prior_loss(name: str, frame: Tensor) -> Tensor:
+    """Mean prior loss of a batch of frames ``(B, 3, 3)`` (z-up data)."""
+    if name == "identity":
+        return identity_prior(frame).mean()
+    if name == "upright":
+        return upright_prior(frame, "z").mean()
+    return frame.new_zeros(())
+
+
+def _generator(*parts: int) -> torch.Generator:
+    seed = 0
+    for p in parts:
+        seed = (seed * 1_000_003 + int(p)) % (2**62)
+    return torch.Generator().manual_seed(seed)
+
+
+def rotate_batch(x: Tensor, rotation: str, generator: torch.Generator) -> Tensor:
+    """Rotate every cloud of ``x`` ``(B, N, 3)`` by its own random element of ``rotation``
+    (``"none"``, ``"z"`` about the up axis z, or ``"so3"``)."""
+    group = ROTATIONS.get(rotation)
+    if group is None:
+        raise ValueError(f"rotation must be one of {tuple(ROTATIONS)}, got {rotation!r}")
+    if group == "none":
+        return x
+    return apply_rigid(x, random_rotations(x.shape[0], group, generator=generator, dtype=x.dtype).to(x.device))
+
+
+def _collate(dataset, indices) -> tuple[Tensor, Tensor]:
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack([p for p, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items]).long()
+
+
+def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    if isinstance(model, CanonicalizedModel):
+        logits, canon = model(x, return_canonicalization=True)
+        return logits, canon.frame
+    return model(x), None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size: int = 64, seed: int = 0,
+             rotation: Tensor | None = None, progress: bool = False) -> dict:
+    """Accuracy and mean class accuracy of ``model`` on ``dataset`` under a rotation protocol.
+
+    ``protocol``: ``"upright"``, ``"z"`` (random about z) or ``"so3"``; each shape gets its own fixed
+    rotation drawn from ``seed`` (independent of ``batch_size``). ``rotation`` ``(3, 3)`` overrides it
+    with one rotation applied to every shape.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    was_training = model.training
+    model.eval()
+    n = len(dataset)
+    rots = random_rotations(n, ROTATIONS[protocol], generator=_generator(seed, 7919))
+    preds, labels = [], []
+    for start in tqdm(range(0, n, batch_size), desc=f"eval {protocol}", disable=not progress, leave=False):
+        x, y = _collate(dataset, range(start, min(n, start + batch_size)))
+        r = rotation.expand(len(x), 3, 3) if rotation is not None else rots[start:start + len(x)]
+        preds.append(model(apply_rigid(x, r.to(x.dtype))).argmax(-1))
+        labels.append(y)
+    model.train(was_training)
+    pred, label = torch.cat(preds), torch.cat(labels)
+    num_classes = getattr(dataset, "num_classes", int(label.max()) + 1)
+    return {"acc": (pred == label).double().mean().item(), "macc": mean_class_accuracy(pred, label, num_classes)}
+
+
+def accuracy_vs_angle(model: nn.Module, dataset, angles_deg, *, axis: str = "x", batch_size: int = 64) -> list[float]:
+    """Accuracy when every shape is rotated by each angle (degrees) about ``axis``."""
+    return [evaluate(model, dataset, rotation=rotation_about_axis(math.radians(a), axis), batch_size=batch_size)["acc"]
+            for a in angles_deg]
+
+
+def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None = None, resume: bool = False,
+          progress: bool = True, log=print, stop_after_steps: int | None = None) -> tuple[nn.Module, list[dict]]:
+    """Train a classifier; returns the model and the per-epoch history.
+
+    With ``out``, writes ``config.json``, ``metrics.jsonl`` (one JSON object per epoch) and ``last.pt``
+    (atomically) there; ``resume=True`` continues from ``out/last.pt``. ``stop_after_steps`` stops early
+    after that many optimizer steps (used to test resuming).
+    """
+    cfg.validate()
+    num_classes = train_set.num_classes
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
+    model = build_model(cfg, num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr * 0.01)
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {len(train_set)} shapes, fewer than one batch of {cfg.batch_size}")
+    out = Path(out) if out is not None else None
+    epoch, step, history, done = 0, 0, [], 0
+    sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}  # running sums of the current epoch
+    if resume:
+        if out is None:
+            raise ValueError("resume needs an output folder")
+        state = load_checkpoint(out / "last.pt")
+        saved = state["config"]
+        if saved != dataclasses.asdict(cfg):
+            diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v}
+            raise ValueError(f"cannot resume {out}: its config differs in {diff} (saved, given)")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        epoch, step, history, sums = state["epoch"], state["step"], state["history"], state["epoch_sums"]
+        log(f"resuming {out} at epoch {epoch + 1}, step {step}")
+    elif out is not None:
+        write_json(out / "config.json", dataclasses.asdict(cfg))
+
+    def checkpoint(epoch_, step_):
+        if out is not None:
+            save_checkpoint(out / "last.pt", {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
+                                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                              "epoch": epoch_, "step": step_, "history": history,
+                                              "epoch_sums": dict(sums),
+                                              "num_classes": num_classes,
+                                              "classes": list(getattr(train_set, "classes", []))})
+
+    while epoch < cfg.epochs:
+        model.train()
+        order = torch.randperm(len(train_set), generator=_generator(cfg.seed, epoch))
+        t0 = time.time()
+        bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False)
+        for step in bar:
+            torch.manual_seed(_generator(cfg.seed, epoch, step, 1).initial_seed())  # dropout, transforms
+            x, y = _collate(train_set, order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+            x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2))
+            logits, frame = _forward(model, x)
+            task = F.cross_entropy(logits, y)
+            prior = prior_loss(cfg.prior, frame) if frame is not None else logits.new_zeros(())
+            loss = task + cfg.prior_weight * prior
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums["loss"] += task.item() * len(y)
+            sums["prior"] += prior.item() * len(y)
+            sums["correct"] += (logits.argmax(-1) == y).sum().item()
+            sums["seen"] += len(y)
+            bar.set_postfix(loss=f"{task.item():.3f}")
+            done += 1
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                checkpoint(epoch, step + 1)
+            if stop_after_steps is not None and done >= stop_after_steps:
+                checkpoint(epoch, step + 1)
+                return model, history
+        sched.step()
+        seen = max(sums["seen"], 1)
+        record = {"epoch": epoch + 1, "train_loss": sums["loss"] / seen, "train_acc": sums["correct"] / seen,
+                  "prior": sums["prior"] / seen, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
+        if test_set is not None and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            record["test_upright_acc"] = evaluate(model, test_set, "upright", batch_size=max(cfg.batch_size, 32))["acc"]
+        history.append(record)
+        log(json.dumps(record))
+        epoch, step = epoch + 1, 0
+        sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}
+        checkpoint(epoch, 0)
+        if out is not None:
+            atomic_write(out / "metrics.jsonl",
+                         lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
+    return model, history
+
+
+def load_model(path) -> tuple[nn.Module, TrainConfig, dict]:
+    """Rebuild the model of a checkpoint written by :func:`train` (in eval mode)."""
+    state = load_checkpoint(path)
+    try:
+        cfg = TrainConfig(**state["config"])
+        model = build_model(cfg, state["num_classes"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None
+    return model.eval(), cfg, state

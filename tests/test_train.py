@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from pointcanon.checkpoint import atomic_write, load_checkpoint
+from pointcanon.train import TrainConfig, evaluate, load_model, train
+
+
+class Blobs(torch.utils.data.Dataset):
+    """Two classes of tiny anisotropic Gaussian clouds (elongated along x vs along z)."""
+
+    num_classes = 2
+    classes = ["x-long", "z-long"]
+
+    def __init__(self, n=48, points=32, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.arange(n) % 2
+        scale = torch.tensor([[3.0, 1.0, 0.5], [0.5, 1.0, 3.0]])[self.y]
+        self.x = torch.randn(n, points, 3, generator=g) * scale[:, None]
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def small_config(**kw):
+    base = dict(backbone="pointnet", backbone_kwargs={"width": 32, "input_transform": False}, epochs=3,
+                batch_size=8, num_points=32, lr=3e-3, seed=1, eval_every=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_learns_and_writes_its_files(tmp_path):
+    model, history = train(small_config(), Blobs(n=160), Blobs(seed=9), out=tmp_path, progress=False, log=lambda s: None)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["test_upright_acc"] >= 0.9
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 1
+    reloaded, cfg, _ = load_model(tmp_path / "last.pt")
+    assert cfg == small_config()
+    assert evaluate(reloaded, Blobs(seed=9))["acc"] == evaluate(model, Blobs(seed=9))["acc"]
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("canonicalizer", ["none", "vn"])
+def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, canonicalizer):
+    kw = dict(canonicalizer=canonicalizer, train_rotation="so3", checkpoint_every=2)
+    if canonicalizer == "vn":
+        kw.update(prior="identity", prior_weight=0.1, canonicalizer_kwargs={"hidden": (4, 4, 4), "num_points": 16})
+    full, full_hist = train(small_config(**kw), Blobs(), out=tmp_path / "full", progress=False, log=lambda s: None)
+    train(small_config(**kw), Blobs(), out=tmp_path / "cut", progress=False, log=lambda s: None, stop_after_steps=8)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 2  # mid-epoch: 6 steps per epoch
+    resumed, res_hist = train(small_config(**kw), Blobs(), out=tmp_path / "cut", resume=True, progress=False,
+                              log=lambda s: None)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(res_hist) == strip(full_hist)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_a_different_config_and_a_corrupt_checkpoint(tmp_path):
+    train(small_config(epochs=1), Blobs(), out=tmp_path, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="config differs"):
+        train(small_config(epochs=1, lr=1e-2), Blobs(), out=tmp_path, resume=True, progress=False)
+    (tmp_path / "last.pt").write_bytes((tmp_path / "last.pt").read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt"):
+        train(small_config(epochs=1), Blobs(), out=tmp_path, resume=True, progress=False)
+    (tmp_path / "other.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="other.pt"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_atomic_write_leaves_nothing_when_writing_fails(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+
+    def fail(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail)
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("field, value, match", [("backbone", "resnet", "backbone"), ("train_rotation", "x", "train_rotation"),
+                                                  ("prior", "identity", "needs a canonicalizer"), ("batch_size", 1, "batch_size"),
+                                                  ("epochs", 0, "epochs")])
+def test_bad_config_values_are_named(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        small_config(**{field: value}).validate()
+
+
+def test_evaluate_rejects_unknown_protocol():
+    with pytest.raises(ValueError, match="protocol"):
+        evaluate(torch.nn.Identity(), Blobs(), "xyz")
