@@ -30,13 +30,13 @@ def _print_table(rows: dict[str, dict[str, float]], protocols) -> None:
         print(f"{name:<{width}}" + "".join(f"{100 * accs[p]:>9.1f}%" for p in protocols))
 
 
-def cmd_train(a) -> int:
+def cmd_train(a, **extra) -> int:
     from .train import TrainConfig, evaluate, train
 
     cfg = TrainConfig(dataset=a.dataset, data_root=a.data_root, backbone=a.backbone, canonicalizer=a.canonicalizer,
                       train_rotation=a.train_rotation, prior=a.prior, prior_weight=a.prior_weight, epochs=a.epochs,
                       batch_size=a.batch_size, num_points=a.num_points, lr=a.lr, seed=a.seed,
-                      checkpoint_every=a.checkpoint_every).validate()
+                      checkpoint_every=a.checkpoint_every, **extra).validate()
     train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points)
     print(f"train: {train_set}\ntest:  {test_set}")
     t0 = time.time()
@@ -48,6 +48,22 @@ def cmd_train(a) -> int:
                                            "protocols": results})
     _print_table({f"{cfg.backbone}+{cfg.canonicalizer}": {p: r["acc"] for p, r in results.items()}}, PROTOCOL_CHOICES)
     return 0
+
+
+def cmd_adapt(a) -> int:
+    from .checkpoint import load_checkpoint
+    from .train import DEFAULT_PRIOR, TrainConfig
+
+    src = TrainConfig(**load_checkpoint(a.pretrained)["config"])
+    prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
+    a.dataset, a.data_root = src.dataset, a.data_root or src.data_root
+    a.backbone, a.canonicalizer, a.train_rotation, a.num_points = src.backbone, "vn", src.train_rotation, src.num_points
+    a.prior, a.prior_weight = prior, (a.prior_weight if prior != "none" else 0.0)
+    print(f"adapting {a.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior {prior!r}, "
+          f"weight {a.prior_weight}; backbone {'fine-tuned' if a.finetune_backbone else 'frozen'}")
+    extra = dict(backbone_kwargs=src.backbone_kwargs, pretrained=str(a.pretrained), freeze_backbone=not a.finetune_backbone,
+                 backbone_lr=a.backbone_lr, dataset_kwargs=src.dataset_kwargs)
+    return cmd_train(a, **extra)
 
 
 def cmd_eval(a) -> int:
@@ -104,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output folder: config.json, metrics.jsonl, last.pt, eval.json")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.set_defaults(func=cmd_train)
+
+    ad = sub.add_parser("adapt", help="put a VN canonicalizer with a prior in front of a pretrained classifier")
+    ad.add_argument("--pretrained", required=True, help="checkpoint of a plain classifier (pointcanon train --canonicalizer none)")
+    ad.add_argument("--prior", choices=("auto", "none", "identity", "upright"), default="auto",
+                    help="auto: identity if the backbone was trained upright, upright if with z-rotations, none if SO(3)")
+    ad.add_argument("--prior-weight", type=float, default=1.0)
+    ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")
+    ad.add_argument("--backbone-lr", type=float, default=None, help="backbone learning rate when fine-tuned")
+    ad.add_argument("--data-root", default=None, help="default: the pretrained run's")
+    ad.add_argument("--epochs", type=int, default=5)
+    ad.add_argument("--batch-size", type=int, default=32)
+    ad.add_argument("--lr", type=float, default=1e-3)
+    ad.add_argument("--seed", type=int, default=0)
+    ad.add_argument("--checkpoint-every", type=int, default=0)
+    ad.add_argument("--out", required=True)
+    ad.add_argument("--resume", action="store_true")
+    ad.set_defaults(func=cmd_adapt)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")
     e.add_argument("checkpoint")

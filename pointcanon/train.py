@@ -51,6 +51,9 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_every: int = 0  # steps; 0 = at the end of every epoch only
     dataset_kwargs: dict = field(default_factory=dict)
+    pretrained: str | None = None  # checkpoint of a plain backbone to adapt (see `pointcanon adapt`)
+    freeze_backbone: bool = False
+    backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
 
     def validate(self) -> "TrainConfig":
         checks = [("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn")),
@@ -65,6 +68,10 @@ class TrainConfig:
             raise ValueError("batch_size must be at least 2 (batch norm needs two samples)")
         if self.prior != "none" and self.canonicalizer == "none":
             raise ValueError(f"prior {self.prior!r} needs a canonicalizer (--canonicalizer vn)")
+        if (self.pretrained or self.freeze_backbone) and self.canonicalizer == "none":
+            raise ValueError("adapting a pretrained backbone needs a canonicalizer (--canonicalizer vn)")
+        if self.freeze_backbone and not self.pretrained:
+            raise ValueError("freeze_backbone needs a pretrained backbone checkpoint")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         return self
@@ -76,6 +83,40 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     if cfg.canonicalizer == "none":
         return backbone
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
+
+
+DEFAULT_PRIOR = {"none": "identity", "z": "upright", "so3": "none"}  # by the backbone's training rotation
+
+
+def load_pretrained_backbone(model: CanonicalizedModel, path) -> TrainConfig:
+    """Load the weights of a plain (non-canonicalized) classifier checkpoint into ``model.backbone``;
+    returns that checkpoint's config."""
+    state = load_checkpoint(path)
+    src = TrainConfig(**state["config"])
+    if src.canonicalizer != "none":
+        raise ValueError(f"{path} holds a canonicalized model; adapt a plain backbone checkpoint instead")
+    try:
+        model.backbone.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit the backbone being adapted: {e}") from None
+    return src
+
+
+def _train_mode(model: nn.Module, cfg: TrainConfig) -> None:
+    model.train()
+    if cfg.freeze_backbone:
+        model.backbone.eval()  # a frozen backbone keeps its batch-norm statistics
+
+
+def _param_groups(model: nn.Module, cfg: TrainConfig):
+    if not cfg.pretrained:
+        return [{"params": list(model.parameters()), "lr": cfg.lr}]
+    for p in model.backbone.parameters():
+        p.requires_grad_(not cfg.freeze_backbone)
+    groups = [{"params": list(model.canonicalizer.parameters()), "lr": cfg.lr}]
+    if not cfg.freeze_backbone:
+        groups.append({"params": list(model.backbone.parameters()), "lr": cfg.backbone_lr or cfg.lr})
+    return groups
 
 
 def prior_loss(name: str, frame: Tensor) -> Tensor:
@@ -162,7 +203,9 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
     num_classes = train_set.num_classes
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = build_model(cfg, num_classes)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.pretrained:
+        load_pretrained_backbone(model, cfg.pretrained)
+    opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr * 0.01)
     steps_per_epoch = len(train_set) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -196,7 +239,7 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
                                               "classes": list(getattr(train_set, "classes", []))})
 
     while epoch < cfg.epochs:
-        model.train()
+        _train_mode(model, cfg)
         order = torch.randperm(len(train_set), generator=_generator(cfg.seed, epoch))
         t0 = time.time()
         bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pointcanon.checkpoint import atomic_write, load_checkpoint
-from pointcanon.train import TrainConfig, evaluate, load_model, train
+from pointcanon.train import TrainConfig, build_model, evaluate, load_model, train
 
 
 class Blobs(torch.utils.data.Dataset):
@@ -98,3 +98,31 @@ def test_bad_config_values_are_named(field, value, match):
 def test_evaluate_rejects_unknown_protocol():
     with pytest.raises(ValueError, match="protocol"):
         evaluate(torch.nn.Identity(), Blobs(), "xyz")
+
+
+def test_adapt_freezes_the_pretrained_backbone_and_trains_the_canonicalizer(tmp_path):
+    train(small_config(epochs=1), Blobs(), out=tmp_path / "plain", progress=False, log=lambda s: None)
+    pretrained = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+    cfg = small_config(epochs=2, canonicalizer="vn", prior="identity", prior_weight=1.0, pretrained=str(tmp_path / "plain" / "last.pt"),
+                       freeze_backbone=True, canonicalizer_kwargs={"hidden": (4, 4, 4), "num_points": 16})
+    model, _ = train(cfg, Blobs(), progress=False, log=lambda s: None)
+    for name, value in model.backbone.state_dict().items():
+        assert torch.equal(value, pretrained[name]), name  # weights and batch-norm statistics untouched
+    torch.manual_seed(cfg.seed)
+    fresh = build_model(cfg, 2)  # the initial weights train() starts from
+    changed = [not torch.equal(a, b) for a, b in zip(model.canonicalizer.state_dict().values(),
+                                                     fresh.canonicalizer.state_dict().values())]
+    assert any(changed)
+
+
+def test_adapt_refuses_a_canonicalized_or_mismatched_checkpoint(tmp_path):
+    kw = dict(canonicalizer_kwargs={"hidden": (4, 4, 4), "num_points": 16})
+    train(small_config(epochs=1, canonicalizer="vn", **kw), Blobs(), out=tmp_path / "canon", progress=False, log=lambda s: None)
+    cfg = small_config(canonicalizer="vn", pretrained=str(tmp_path / "canon" / "last.pt"), freeze_backbone=True, **kw)
+    with pytest.raises(ValueError, match="canonicalized model"):
+        train(cfg, Blobs(), progress=False)
+    train(small_config(epochs=1, backbone_kwargs={"width": 16, "input_transform": False}), Blobs(), out=tmp_path / "narrow",
+          progress=False, log=lambda s: None)
+    cfg = small_config(canonicalizer="vn", pretrained=str(tmp_path / "narrow" / "last.pt"), freeze_backbone=True, **kw)
+    with pytest.raises(ValueError, match="does not fit"):
+        train(cfg, Blobs(), progress=False)
