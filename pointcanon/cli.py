@@ -37,16 +37,26 @@ def cmd_train(a, **extra) -> int:
                       train_rotation=a.train_rotation, prior=a.prior, prior_weight=a.prior_weight, epochs=a.epochs,
                       batch_size=a.batch_size, num_points=a.num_points, lr=a.lr, seed=a.seed,
                       checkpoint_every=a.checkpoint_every, **extra).validate()
-    train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points)
-    print(f"train: {train_set}\ntest:  {test_set}")
-    t0 = time.time()
-    model, _ = train(cfg, train_set, test_set, out=a.out, resume=a.resume)
-    results = {p: evaluate(model, test_set, p, seed=cfg.seed) for p in PROTOCOL_CHOICES}
     from .checkpoint import write_json
+    from .distributed import init_from_env, shutdown
 
-    write_json(Path(a.out) / "eval.json", {"checkpoint": str(Path(a.out) / "last.pt"), "train_seconds": round(time.time() - t0, 1),
-                                           "protocols": results})
-    _print_table({f"{cfg.backbone}+{cfg.canonicalizer}": {p: r["acc"] for p, r in results.items()}}, PROTOCOL_CHOICES)
+    dist = init_from_env()
+    say = print if dist.is_main else (lambda *args: None)
+    train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points)
+    say(f"train: {train_set}\ntest:  {test_set}")
+    if dist.active:
+        say(f"data parallel over {dist.world} processes: global batch {cfg.batch_size}, "
+            f"{cfg.batch_size // dist.world} per process")
+    t0 = time.time()
+    try:
+        model, _ = train(cfg, train_set, test_set, out=a.out, resume=a.resume, dist=dist, log=say)
+        results = {p: evaluate(model, test_set, p, seed=cfg.seed, dist=dist) for p in PROTOCOL_CHOICES}
+    finally:
+        shutdown(dist)
+    if dist.is_main:
+        write_json(Path(a.out) / "eval.json", {"checkpoint": str(Path(a.out) / "last.pt"),
+                                               "train_seconds": round(time.time() - t0, 1), "protocols": results})
+        _print_table({f"{cfg.backbone}+{cfg.canonicalizer}": {p: r["acc"] for p, r in results.items()}}, PROTOCOL_CHOICES)
     return 0
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .distributed import DistContext
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
 from .core.metrics import mean_class_accuracy
@@ -135,15 +136,21 @@ def _generator(*parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def rotate_batch(x: Tensor, rotation: str, generator: torch.Generator) -> Tensor:
+def rotate_batch(x: Tensor, rotation: str, generator: torch.Generator, positions: Tensor | None = None,
+                 global_size: int | None = None) -> Tensor:
     """Rotate every cloud of ``x`` ``(B, N, 3)`` by its own random element of ``rotation``
-    (``"none"``, ``"z"`` about the up axis z, or ``"so3"``)."""
+    (``"none"``, ``"z"`` about the up axis z, or ``"so3"``). Under data parallelism, the rotations of
+    the whole global batch (``global_size``) are drawn and each rank takes those at its ``positions``,
+    so that every shape gets the rotation it would get in a single process."""
     group = ROTATIONS.get(rotation)
     if group is None:
         raise ValueError(f"rotation must be one of {tuple(ROTATIONS)}, got {rotation!r}")
     if group == "none":
         return x
-    return apply_rigid(x, random_rotations(x.shape[0], group, generator=generator, dtype=x.dtype).to(x.device))
+    rots = random_rotations(global_size or x.shape[0], group, generator=generator, dtype=x.dtype)
+    if positions is not None:
+        rots = rots[positions]
+    return apply_rigid(x, rots.to(x.device))
 
 
 def _collate(dataset, indices) -> tuple[Tensor, Tensor]:
@@ -152,7 +159,7 @@ def _collate(dataset, indices) -> tuple[Tensor, Tensor]:
 
 
 def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
-    if isinstance(model, CanonicalizedModel):
+    if isinstance(getattr(model, "module", model), CanonicalizedModel):  # plain or wrapped in DDP
         logits, canon = model(x, return_canonicalization=True)
         return logits, canon.frame
     return model(x), None
@@ -160,7 +167,7 @@ def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size: int = 64, seed: int = 0,
-             rotation: Tensor | None = None, progress: bool = False) -> dict:
+             rotation: Tensor | None = None, progress: bool = False, dist: DistContext | None = None) -> dict:
     """Accuracy and mean class accuracy of ``model`` on ``dataset`` under a rotation protocol.
 
     ``protocol``: ``"upright"``, ``"z"`` (random about z) or ``"so3"``; each shape gets its own fixed
@@ -169,18 +176,22 @@ def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    dist = dist or DistContext()
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     n = len(dataset)
     rots = random_rotations(n, ROTATIONS[protocol], generator=_generator(seed, 7919))
+    mine = torch.arange(dist.rank, n, dist.world)  # each rank evaluates a shard
     preds, labels = [], []
-    for start in tqdm(range(0, n, batch_size), desc=f"eval {protocol}", disable=not progress, leave=False):
-        x, y = _collate(dataset, range(start, min(n, start + batch_size)))
-        r = rotation.expand(len(x), 3, 3) if rotation is not None else rots[start:start + len(x)]
-        preds.append(model(apply_rigid(x, r.to(x.dtype))).argmax(-1))
+    for start in tqdm(range(0, len(mine), batch_size), desc=f"eval {protocol}", disable=not progress, leave=False):
+        idx = mine[start:start + batch_size]
+        x, y = _collate(dataset, idx)
+        r = rotation.expand(len(x), 3, 3) if rotation is not None else rots[idx]
+        preds.append(model(apply_rigid(x, r.to(x.dtype)).to(device)).argmax(-1).cpu())
         labels.append(y)
     model.train(was_training)
-    pred, label = torch.cat(preds), torch.cat(labels)
+    pred, label = dist.gather(torch.cat(preds)), dist.gather(torch.cat(labels))
     num_classes = getattr(dataset, "num_classes", int(label.max()) + 1)
     return {"acc": (pred == label).double().mean().item(), "macc": mean_class_accuracy(pred, label, num_classes)}
 
@@ -192,31 +203,45 @@ def accuracy_vs_angle(model: nn.Module, dataset, angles_deg, *, axis: str = "x",
 
 
 def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None = None, resume: bool = False,
-          progress: bool = True, log=print, stop_after_steps: int | None = None) -> tuple[nn.Module, list[dict]]:
-    """Train a classifier; returns the model and the per-epoch history.
+          progress: bool = True, log=print, stop_after_steps: int | None = None,
+          dist: DistContext | None = None) -> tuple[nn.Module, list[dict]]:
+    """Train a classifier; returns the (unwrapped) model and the per-epoch history.
 
     With ``out``, writes ``config.json``, ``metrics.jsonl`` (one JSON object per epoch) and ``last.pt``
-    (atomically) there; ``resume=True`` continues from ``out/last.pt``. ``stop_after_steps`` stops early
-    after that many optimizer steps (used to test resuming).
+    (atomically, rank 0 only) there; ``resume=True`` continues from ``out/last.pt``.
+    ``stop_after_steps`` stops after that many optimizer steps (to test resuming).
+
+    Data parallel (``dist`` from :func:`pointcanon.distributed.init_from_env`): ``cfg.batch_size`` is the
+    *global* batch, split evenly over the ranks; every global batch holds the same shapes, with the same
+    augmentation, as in a single process. Batch-norm statistics and dropout masks are per rank, so
+    results match a single process closely, not bit for bit.
     """
     cfg.validate()
+    dist = dist or DistContext()
+    if cfg.batch_size % dist.world:
+        raise ValueError(f"batch_size {cfg.batch_size} (global) must be divisible by the {dist.world} processes")
+    local_bs = cfg.batch_size // dist.world
     num_classes = train_set.num_classes
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = build_model(cfg, num_classes)
     if cfg.pretrained:
         load_pretrained_backbone(model, cfg.pretrained)
+    model.to(dist.device)
     opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr * 0.01)
-    steps_per_epoch = len(train_set) // cfg.batch_size
+    sampler = torch.utils.data.DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank, shuffle=True,
+                                                  seed=cfg.seed, drop_last=True)
+    steps_per_epoch = len(sampler) // local_bs
     if steps_per_epoch == 0:
         raise ValueError(f"the training set has {len(train_set)} shapes, fewer than one batch of {cfg.batch_size}")
     out = Path(out) if out is not None else None
+    writes = out is not None and dist.is_main
     epoch, step, history, done = 0, 0, [], 0
-    sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}  # running sums of the current epoch
+    sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}  # this rank's running sums of the epoch
     if resume:
         if out is None:
             raise ValueError("resume needs an output folder")
-        state = load_checkpoint(out / "last.pt")
+        state = load_checkpoint(out / "last.pt", map_location=dist.device)
         saved = state["config"]
         if saved != dataclasses.asdict(cfg):
             diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v}
@@ -224,31 +249,45 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        epoch, step, history, sums = state["epoch"], state["step"], state["history"], state["epoch_sums"]
+        epoch, step, history = state["epoch"], state["step"], state["history"]
+        if state["world"] != dist.world:
+            raise ValueError(f"{out / 'last.pt'} was written by {state['world']} processes; resume with as many")
+        sums = state["epoch_sums"][dist.rank]
         log(f"resuming {out} at epoch {epoch + 1}, step {step}")
-    elif out is not None:
+    elif writes:
         write_json(out / "config.json", dataclasses.asdict(cfg))
+    runner = model
+    if dist.active:
+        runner = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
 
     def checkpoint(epoch_, step_):
-        if out is not None:
+        if out is None:
+            return
+        all_sums = _gather_objects(dist, dict(sums))
+        if dist.is_main:
             save_checkpoint(out / "last.pt", {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
                                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                               "epoch": epoch_, "step": step_, "history": history,
-                                              "epoch_sums": dict(sums),
+                                              "epoch_sums": all_sums, "world": dist.world,
                                               "num_classes": num_classes,
                                               "classes": list(getattr(train_set, "classes", []))})
+        dist.barrier()
 
     while epoch < cfg.epochs:
         _train_mode(model, cfg)
-        order = torch.randperm(len(train_set), generator=_generator(cfg.seed, epoch))
+        sampler.set_epoch(epoch)
+        local = torch.tensor(list(sampler))
         t0 = time.time()
-        bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False)
+        bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not (progress and dist.is_main), leave=False)
         for step in bar:
-            torch.manual_seed(_generator(cfg.seed, epoch, step, 1).initial_seed())  # dropout, transforms
-            x, y = _collate(train_set, order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
-            x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2))
-            logits, frame = _forward(model, x)
+            torch.manual_seed(_generator(cfg.seed, epoch, step, 1, dist.rank).initial_seed())  # dropout, transforms
+            x, y = _collate(train_set, local[step * local_bs:(step + 1) * local_bs])
+            positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch
+            x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
+            x, y = x.to(dist.device), y.to(dist.device)
+            logits, frame = _forward(runner, x)
             task = F.cross_entropy(logits, y)
             prior = prior_loss(cfg.prior, frame) if frame is not None else logits.new_zeros(())
             loss = task + cfg.prior_weight * prior
@@ -269,20 +308,30 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
                 checkpoint(epoch, step + 1)
                 return model, history
         sched.step()
-        seen = max(sums["seen"], 1)
-        record = {"epoch": epoch + 1, "train_loss": sums["loss"] / seen, "train_acc": sums["correct"] / seen,
-                  "prior": sums["prior"] / seen, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
+        loss_sum, prior_sum, correct, seen = dist.sum([sums["loss"], sums["prior"], sums["correct"], sums["seen"]])
+        seen = max(seen, 1)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                  "prior": prior_sum / seen, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
         if test_set is not None and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            record["test_upright_acc"] = evaluate(model, test_set, "upright", batch_size=max(cfg.batch_size, 32))["acc"]
+            record["test_upright_acc"] = evaluate(model, test_set, "upright", batch_size=max(local_bs, 32), dist=dist)["acc"]
         history.append(record)
-        log(json.dumps(record))
+        if dist.is_main:
+            log(json.dumps(record))
         epoch, step = epoch + 1, 0
         sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}
         checkpoint(epoch, 0)
-        if out is not None:
+        if writes:
             atomic_write(out / "metrics.jsonl",
                          lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
     return model, history
+
+
+def _gather_objects(dist: DistContext, obj) -> list:
+    if not dist.active:
+        return [obj]
+    parts = [None] * dist.world
+    torch.distributed.all_gather_object(parts, obj)
+    return parts
 
 
 def load_model(path) -> tuple[nn.Module, TrainConfig, dict]:

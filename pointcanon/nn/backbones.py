@@ -11,20 +11,21 @@ from torch import Tensor, nn
 from .knn import knn
 
 
-def _mlp1d(sizes, *, last_act=True) -> nn.Sequential:
+def _mlp1d(sizes, *, last_act=True, norm=True) -> nn.Sequential:
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Conv1d(a, b, 1, bias=False))
-        layers.append(nn.BatchNorm1d(b))
+        layers.append(nn.Conv1d(a, b, 1, bias=not norm))
+        layers.append(nn.BatchNorm1d(b) if norm else nn.Identity())
         if last_act or i < len(sizes) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
-def _head(sizes, num_classes, dropout) -> nn.Sequential:
+def _head(sizes, num_classes, dropout, norm=True) -> nn.Sequential:
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(a, b, bias=not norm), nn.BatchNorm1d(b) if norm else nn.Identity(), nn.ReLU(),
+                   nn.Dropout(dropout)]
     return nn.Sequential(*layers, nn.Linear(sizes[-1], num_classes))
 
 
@@ -49,18 +50,22 @@ class TNet(nn.Module):
 class PointNet(nn.Module):
     """PointNet classifier (Qi et al., CVPR 2017, https://arxiv.org/abs/1612.00593).
 
+    ``batch_norm=False`` makes every sample's output independent of the rest of its batch (exact
+    data-parallel equivalence, tiny batches).
+
     Shapes: ``(B, N, 3) -> (B, num_classes)``.
     """
 
     def __init__(self, num_classes: int = 40, *, input_transform: bool = True, width: int = 1024,
-                 dropout: float = 0.4):
+                 dropout: float = 0.4, batch_norm: bool = True):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
-        self.hparams = dict(num_classes=num_classes, input_transform=input_transform, width=width, dropout=dropout)
+        self.hparams = dict(num_classes=num_classes, input_transform=input_transform, width=width, dropout=dropout,
+                            batch_norm=batch_norm)
         self.tnet = TNet(3) if input_transform else None
-        self.features = _mlp1d([3, 64, 64, 64, 128, width])
-        self.head = _head([width, 512, 256], num_classes, dropout)
+        self.features = _mlp1d([3, 64, 64, 64, 128, width], norm=batch_norm)
+        self.head = _head([width, 512, 256], num_classes, dropout, norm=batch_norm)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.transpose(1, 2)  # (B, 3, N)
