@@ -242,6 +242,9 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         if out is None:
             raise ValueError("resume needs an output folder")
         state = load_checkpoint(out / "last.pt", map_location=dist.device)
+        if dist.is_main:  # temporary files of a process killed while writing
+            for stale in out.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
         saved = state["config"]
         if saved != dataclasses.asdict(cfg):
             diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v}

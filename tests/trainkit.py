@@ -1,4 +1,6 @@
 """A tiny dataset and configuration for fast training tests."""
+from pathlib import Path
+
 import torch
 
 from pointcanon.train import TrainConfig
@@ -28,3 +30,19 @@ def small_config(**kw):
                 batch_size=8, num_points=32, lr=3e-3, seed=1, eval_every=1)
     base.update(kw)
     return TrainConfig(**base)
+
+
+def main(out: str) -> None:
+    """Train the Blobs task into ``out`` with a checkpoint after every step (for kill/resume tests)."""
+    from pointcanon.train import train
+
+    torch.set_num_threads(1)
+    train(small_config(epochs=4, checkpoint_every=1), Blobs(n=96), out=out, progress=False, log=lambda s: None,
+          resume=(Path(out) / "last.pt").exists())
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    main(sys.argv[1])
