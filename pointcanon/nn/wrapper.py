@@ -1,4 +1,4 @@
-"""Canonicalizer + any backbone = an exactly invariant model."""
+"""Canonicalizer + any backbone = an exactly invariant (or equivariant) model."""
 from __future__ import annotations
 
 from torch import Tensor, nn
@@ -7,19 +7,26 @@ from ..core.result import Canonicalization
 
 
 class CanonicalizedModel(nn.Module):
-    """``backbone(canonicalizer(x).canonical)``: exactly invariant to the canonicalizer's group,
-    whatever ``backbone`` is (any module taking points ``(B, N, 3)``).
+    """``backbone(canonicalizer(x).canonical, *args)``: exactly invariant to the canonicalizer's group,
+    whatever ``backbone`` is (any module taking points ``(B, N, 3)`` first).
 
-    ``forward(x)`` returns the backbone's output; ``forward(x, return_canonicalization=True)`` also
-    returns the :class:`Canonicalization` (for prior losses and diagnostics).
+    If the backbone returns a dict, the entries named in ``vector_keys`` (per-point vectors
+    ``(B, N, 3)`` predicted in canonical coordinates, e.g. normals) are mapped back to the input frame
+    with ``v @ frame.T``, which makes them equivariant; everything else is invariant.
+
+    ``forward(x, *args)`` returns the backbone's output; with ``return_canonicalization=True`` also the
+    :class:`Canonicalization` (for prior losses and diagnostics).
     """
 
-    def __init__(self, canonicalizer: nn.Module, backbone: nn.Module):
+    def __init__(self, canonicalizer: nn.Module, backbone: nn.Module, vector_keys: tuple[str, ...] = ("normals",)):
         super().__init__()
         self.canonicalizer = canonicalizer
         self.backbone = backbone
+        self.vector_keys = tuple(vector_keys)
 
-    def forward(self, x: Tensor, return_canonicalization: bool = False):
+    def forward(self, x: Tensor, *args, return_canonicalization: bool = False):
         canon: Canonicalization = self.canonicalizer(x)
-        out = self.backbone(canon.canonical)
+        out = self.backbone(canon.canonical, *args)
+        if isinstance(out, dict):
+            out = {k: canon.vectors_from_canonical(v) if k in self.vector_keys else v for k, v in out.items()}
         return (out, canon) if return_canonicalization else out
