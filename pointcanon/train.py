@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .distributed import DistContext
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
-from .core.metrics import mean_class_accuracy
 from .core.priors import identity_prior, upright_prior
-from .nn import CanonicalizedModel, VNCanonicalizer, build_backbone
+from .nn import CanonicalizedModel, VNCanonicalizer
 from .nn.backbones import BACKBONES
+from .tasks import TASKS, get_task
 
 PROTOCOLS = ("upright", "z", "so3")
 ROTATIONS = {"none": "none", "upright": "none", "z": "z", "so3": "SO3"}
@@ -34,6 +33,7 @@ PRIOR_CHOICES = ("none", "identity", "upright")
 class TrainConfig:
     """Everything a run depends on; saved in every checkpoint."""
 
+    task: str = "cls"  # "cls" | "partseg"
     dataset: str = "synthetic"
     data_root: str | None = None
     backbone: str = "pointnet"
@@ -57,7 +57,7 @@ class TrainConfig:
     backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
 
     def validate(self) -> "TrainConfig":
-        checks = [("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn")),
+        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn")),
                   ("train_rotation", self.train_rotation, ("none", "z", "so3")), ("prior", self.prior, PRIOR_CHOICES)]
         for name, value, allowed in checks:
             if value not in allowed:
@@ -78,9 +78,13 @@ class TrainConfig:
         return self
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """The backbone, wrapped in a :class:`CanonicalizedModel` when ``cfg.canonicalizer == "vn"``."""
-    backbone = build_backbone(cfg.backbone, num_classes, **cfg.backbone_kwargs)
+def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
+    """The task's backbone, wrapped in a :class:`CanonicalizedModel` when ``cfg.canonicalizer == "vn"``.
+    ``sizes``: ``{"num_classes": C}`` (or just C) for classification, ``{"num_parts", "num_categories"}``
+    for part segmentation."""
+    if isinstance(sizes, int):
+        sizes = {"num_classes": sizes}
+    backbone = get_task(cfg.task).build_backbone(cfg.backbone, sizes, cfg.backbone_kwargs)
     if cfg.canonicalizer == "none":
         return backbone
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
@@ -153,22 +157,18 @@ def rotate_batch(x: Tensor, rotation: str, generator: torch.Generator, positions
     return apply_rigid(x, rots.to(x.device))
 
 
-def _collate(dataset, indices) -> tuple[Tensor, Tensor]:
-    items = [dataset[int(i)] for i in indices]
-    return torch.stack([p for p, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items]).long()
-
-
-def _forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
+def _forward(model: nn.Module, x: Tensor, args: tuple) -> tuple[Tensor, Tensor | None]:
     if isinstance(getattr(model, "module", model), CanonicalizedModel):  # plain or wrapped in DDP
-        logits, canon = model(x, return_canonicalization=True)
-        return logits, canon.frame
-    return model(x), None
+        out, canon = model(x, *args, return_canonicalization=True)
+        return out, canon.frame
+    return model(x, *args), None
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size: int = 64, seed: int = 0,
              rotation: Tensor | None = None, progress: bool = False, dist: DistContext | None = None) -> dict:
-    """Accuracy and mean class accuracy of ``model`` on ``dataset`` under a rotation protocol.
+    """Metrics of ``model`` on ``dataset`` under a rotation protocol: accuracy and mean class accuracy
+    (classification) or instance / class mIoU and point accuracy (part segmentation).
 
     ``protocol``: ``"upright"``, ``"z"`` (random about z) or ``"so3"``; each shape gets its own fixed
     rotation drawn from ``seed`` (independent of ``batch_size``). ``rotation`` ``(3, 3)`` overrides it
@@ -177,23 +177,24 @@ def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     dist = dist or DistContext()
+    task = get_task(getattr(dataset, "task", "cls"))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     n = len(dataset)
     rots = random_rotations(n, ROTATIONS[protocol], generator=_generator(seed, 7919))
     mine = torch.arange(dist.rank, n, dist.world)  # each rank evaluates a shard
-    preds, labels = [], []
+    parts: dict[str, list[Tensor]] = {}
     for start in tqdm(range(0, len(mine), batch_size), desc=f"eval {protocol}", disable=not progress, leave=False):
         idx = mine[start:start + batch_size]
-        x, y = _collate(dataset, idx)
+        x, args, target = task.collate(dataset, idx)
         r = rotation.expand(len(x), 3, 3) if rotation is not None else rots[idx]
-        preds.append(model(apply_rigid(x, r.to(x.dtype)).to(device)).argmax(-1).cpu())
-        labels.append(y)
+        args = tuple(a.to(device) for a in args)
+        out = model(apply_rigid(x, r.to(x.dtype)).to(device), *args)
+        for k, v in task.eval_batch(out, args, target, dataset).items():
+            parts.setdefault(k, []).append(v)
     model.train(was_training)
-    pred, label = dist.gather(torch.cat(preds)), dist.gather(torch.cat(labels))
-    num_classes = getattr(dataset, "num_classes", int(label.max()) + 1)
-    return {"acc": (pred == label).double().mean().item(), "macc": mean_class_accuracy(pred, label, num_classes)}
+    return task.summary({k: dist.gather(torch.cat(v)) for k, v in parts.items()}, dataset)
 
 
 def accuracy_vs_angle(model: nn.Module, dataset, angles_deg, *, axis: str = "x", batch_size: int = 64) -> list[float]:
@@ -221,9 +222,12 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} (global) must be divisible by the {dist.world} processes")
     local_bs = cfg.batch_size // dist.world
-    num_classes = train_set.num_classes
+    task = get_task(cfg.task)
+    if getattr(train_set, "task", "cls") != cfg.task:
+        raise ValueError(f"task {cfg.task!r} does not match the dataset {train_set!r}")
+    sizes = task.sizes(train_set)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
-    model = build_model(cfg, num_classes)
+    model = build_model(cfg, sizes)
     if cfg.pretrained:
         load_pretrained_backbone(model, cfg.pretrained)
     model.to(dist.device)
@@ -273,7 +277,7 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
                                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                               "epoch": epoch_, "step": step_, "history": history,
                                               "epoch_sums": all_sums, "world": dist.world,
-                                              "num_classes": num_classes,
+                                              "sizes": sizes,
                                               "classes": list(getattr(train_set, "classes", []))})
         dist.barrier()
 
@@ -286,24 +290,25 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
                    disable=not (progress and dist.is_main), leave=False)
         for step in bar:
             torch.manual_seed(_generator(cfg.seed, epoch, step, 1, dist.rank).initial_seed())  # dropout, transforms
-            x, y = _collate(train_set, local[step * local_bs:(step + 1) * local_bs])
+            x, args, y = task.collate(train_set, local[step * local_bs:(step + 1) * local_bs])
             positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch
             x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
-            x, y = x.to(dist.device), y.to(dist.device)
-            logits, frame = _forward(runner, x)
-            task = F.cross_entropy(logits, y)
-            prior = prior_loss(cfg.prior, frame) if frame is not None else logits.new_zeros(())
-            loss = task + cfg.prior_weight * prior
+            x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
+            output, frame = _forward(runner, x, args)
+            task_loss = task.loss(output, y)
+            prior = prior_loss(cfg.prior, frame) if frame is not None else task_loss.new_zeros(())
+            loss = task_loss + cfg.prior_weight * prior
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sums["loss"] += task.item() * len(y)
+            correct, count = task.correct(output, y)
+            sums["loss"] += task_loss.item() * len(y)
             sums["prior"] += prior.item() * len(y)
-            sums["correct"] += (logits.argmax(-1) == y).sum().item()
+            sums["correct"] += correct / count * len(y)
             sums["seen"] += len(y)
-            bar.set_postfix(loss=f"{task.item():.3f}")
+            bar.set_postfix(loss=f"{task_loss.item():.3f}")
             done += 1
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
                 checkpoint(epoch, step + 1)
@@ -316,7 +321,8 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                   "prior": prior_sum / seen, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
         if test_set is not None and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            record["test_upright_acc"] = evaluate(model, test_set, "upright", batch_size=max(local_bs, 32), dist=dist)["acc"]
+            metrics = evaluate(model, test_set, "upright", batch_size=max(local_bs, 32), dist=dist)
+            record.update({f"test_upright_{k}": v for k, v in metrics.items()})
         history.append(record)
         if dist.is_main:
             log(json.dumps(record))
@@ -342,7 +348,7 @@ def load_model(path) -> tuple[nn.Module, TrainConfig, dict]:
     state = load_checkpoint(path)
     try:
         cfg = TrainConfig(**state["config"])
-        model = build_model(cfg, state["num_classes"])
+        model = build_model(cfg, state["sizes"])
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None

@@ -15,7 +15,8 @@ from pointcanon.checkpoint import atomic_write, write_json
 from pointcanon.core import geodesic_angle
 from pointcanon.datasets import build_dataset
 from pointcanon.nn import CanonicalizedModel
-from pointcanon.train import _collate, load_model
+from pointcanon.tasks import Classification
+from pointcanon.train import load_model
 
 ROWS = [  # (run folder, label, protocols to show)
     ("plain_z", "PointNet, trained z", ("upright", "z", "so3")),
@@ -32,7 +33,7 @@ def frame_angles(model: CanonicalizedModel, dataset, batch_size: int = 64) -> di
     """Angles (degrees) of the canonical frame vs the identity, and of its up axis vs z, on upright shapes."""
     full, tilt = [], []
     for start in range(0, len(dataset), batch_size):
-        x, _ = _collate(dataset, range(start, min(len(dataset), start + batch_size)))
+        x, _, _ = Classification.collate(dataset, range(start, min(len(dataset), start + batch_size)))
         frame = model.canonicalizer(x).frame
         full.append(geodesic_angle(frame))
         tilt.append(torch.acos(frame[:, 2, 2].clamp(-1, 1)))  # angle between R^T e_z and e_z

@@ -46,3 +46,26 @@ if __name__ == "__main__":
     from pathlib import Path
 
     main(sys.argv[1])
+
+
+class PartBlobs(torch.utils.data.Dataset):
+    """Part segmentation toy: category 0 has parts {0, 1} (x < 0 / x >= 0 along its long axis),
+    category 1 has parts {2, 3, 4} (three slabs along z)."""
+
+    task = "partseg"
+    num_parts, num_categories = 5, 2
+    category_parts = [range(0, 2), range(2, 5)]
+
+    def __init__(self, n=48, points=64, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.cat = torch.arange(n) % 2
+        scale = torch.tensor([[3.0, 1.0, 0.5], [0.5, 1.0, 3.0]])[self.cat]
+        self.x = torch.randn(n, points, 3, generator=g) * scale[:, None]
+        slab = torch.bucketize(self.x[..., 2].contiguous(), torch.tensor([-1.0, 1.0]))
+        self.parts = torch.where(self.cat[:, None] == 0, (self.x[..., 0] >= 0).long(), 2 + slab)
+
+    def __len__(self):
+        return len(self.cat)
+
+    def __getitem__(self, i):
+        return self.x[i], self.cat[i], self.parts[i]
