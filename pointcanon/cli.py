@@ -1,4 +1,4 @@
-"""The ``pointcanon`` command: ``train``, ``eval``, ``demo``, ``data``."""
+"""The ``pointcanon`` command: ``train``, ``eval``, ``demo``, ``data``, ``measure``."""
 from __future__ import annotations
 
 import argparse
@@ -108,6 +108,16 @@ def cmd_data(a) -> int:
     return 0
 
 
+def cmd_measure(a) -> int:
+    from .measure import load_points, run_measure
+
+    points = load_points(a.points) if a.points else None
+    run_measure(a.checkpoint, points=points, dataset=a.dataset, data_root=a.data_root, num_shapes=a.num_shapes,
+                group=a.group, num_samples=a.num_samples, layers=a.layers, exact=a.exact, float32=a.float32,
+                plot=a.plot, json_path=a.json, seed=a.seed)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pointcanon", description="Learned canonicalization for point clouds.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -170,6 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--url", default=None)
     g.add_argument("--sha256", default=None)
     g.set_defaults(func=cmd_data)
+
+    m = sub.add_parser("measure", help="per-layer learned equivariance of a checkpoint: table and plot")
+    m.add_argument("--checkpoint", required=True)
+    m.add_argument("--group", choices=("SO3", "O3", "z"), default="SO3")
+    m.add_argument("--num-shapes", type=int, default=32, help="test shapes, spread over the test set")
+    m.add_argument("--num-samples", type=int, default=4, help="random group elements")
+    m.add_argument("--points", default=None, help="measure on these clouds instead: .npy or .pt array (B, N, 3)")
+    m.add_argument("--dataset", choices=("synthetic", "modelnet40", "modelnet-off"), default=None)
+    m.add_argument("--data-root", default=None)
+    m.add_argument("--layers", nargs="+", default=None, help="layer names (default: every layer)")
+    m.add_argument("--exact", action="store_true", help="zero the fixed inputs of an approximate canonicalizer")
+    m.add_argument("--float32", action="store_true", help="measure in float32 (default float64)")
+    m.add_argument("--plot", default=None, help="PNG (default: CHECKPOINT.measure.png)")
+    m.add_argument("--json", default=None, help="JSON (default: CHECKPOINT.measure.json)")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=cmd_measure)
     return p
 
 

@@ -1,0 +1,44 @@
+"""Datasets and transforms: ModelNet40 (official HDF5 layout), raw ModelNet ``.off`` folders, the
+project's procedural synthetic shapes, and the ModelNet40 download (:mod:`.download`, never called
+implicitly).
+
+Every classification dataset yields ``(points, label)`` with ``points`` a float32 tensor ``(N, 3)``
+(rows are points, **z up**) and ``label`` an int64 scalar tensor, and has ``root``, ``split``,
+``transform``, ``classes``, ``num_classes`` and ``task = "cls"``.
+"""
+from __future__ import annotations
+
+from ._common import SPLITS, up_to_z_matrix
+from .download import download_modelnet40
+from .modelnet import ModelNet40HDF5, ModelNetOFF, load_off
+from .synthetic import SYNTHETIC_CLASSES, SyntheticShapes
+from .transforms import Compose, Jitter, NormalizeUnitSphere, RandomRotate, RandomScale, RandomTranslate
+
+__all__ = ["DATASETS", "SPLITS", "SYNTHETIC_CLASSES", "Compose", "Jitter", "ModelNet40HDF5", "ModelNetOFF",
+           "NormalizeUnitSphere", "RandomRotate", "RandomScale", "RandomTranslate", "SyntheticShapes",
+           "build_dataset", "download_modelnet40", "load_off", "up_to_z_matrix"]
+
+
+def _modelnet40(root, split, num_points, **kw):
+    return ModelNet40HDF5(root, split, num_points=num_points, **kw)
+
+
+def _modelnet_off(root, split, num_points, **kw):
+    return ModelNetOFF(root, split, num_points=num_points if num_points is not None else 1024, **kw)
+
+
+def _synthetic(root, split, num_points, **kw):  # generated in memory: root is not used
+    return SyntheticShapes(split, num_points=num_points if num_points is not None else 1024, **kw)
+
+
+DATASETS = {"modelnet40": _modelnet40, "modelnet-off": _modelnet_off, "synthetic": _synthetic}
+
+
+def build_dataset(name: str, root=None, split: str = "train", num_points: int | None = None, **kw):
+    """Build a dataset by name: ``'modelnet40'`` (:class:`ModelNet40HDF5`), ``'modelnet-off'``
+    (:class:`ModelNetOFF`) or ``'synthetic'`` (:class:`SyntheticShapes`, ``root`` is ignored).
+    Extra keyword arguments go to the class (e.g. ``up_axis``, ``transform``, ``cache_dir``, ``seed``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name](root, split, num_points, **kw)
+

@@ -1,0 +1,90 @@
+"""Small helpers shared by the datasets: split checks, the up-axis mapping, unit-sphere normalisation,
+atomic ``.npy`` writes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+SPLITS = ("train", "test")
+
+# Proper rotations (det +1) taking each possible up axis of the stored files to z, as signed axis
+# permutations so that applying them is exact (no rounding): new coordinate k = sign[k] * old[perm[k]].
+#   'z': identity.
+#   'y': +90 degrees about x, (x, y, z) -> (x, -z, y)  (the y-up -> z-up convention of glTF/Blender).
+#   'x': -90 degrees about y, (x, y, z) -> (-z, y, x).
+_UP_TO_Z = {
+    "z": ((0, 1, 2), (1.0, 1.0, 1.0)),
+    "y": ((0, 2, 1), (1.0, -1.0, 1.0)),
+    "x": ((2, 1, 0), (-1.0, 1.0, 1.0)),
+}
+
+
+def check_split(split) -> str:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split
+
+
+def check_up_axis(up_axis) -> str:
+    if isinstance(up_axis, str) and up_axis.lower() in _UP_TO_Z:
+        return up_axis.lower()
+    raise ValueError(f"up_axis must be one of 'x', 'y', 'z' (the axis that points up in the files), got {up_axis!r}")
+
+
+def check_num_points(num_points, *, allow_none: bool = False):
+    if num_points is None and allow_none:
+        return None
+    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
+        raise ValueError(f"num_points must be a positive int, got {num_points!r}")
+    return int(num_points)
+
+
+def up_to_z_matrix(up_axis: str) -> Tensor:
+    """The rotation ``R`` (det +1, ``(3, 3)`` float64) with ``x_zup = x @ R.T`` for rows ``x`` whose
+    up axis is ``up_axis``."""
+    perm, sign = _UP_TO_Z[check_up_axis(up_axis)]
+    m = torch.zeros(3, 3, dtype=torch.float64)
+    for k in range(3):
+        m[k, perm[k]] = sign[k]
+    return m
+
+
+def to_z_up(points: np.ndarray, up_axis: str) -> np.ndarray:
+    """Map points ``(..., 3)`` with the given up axis to z-up, exactly (signed permutation, a proper
+    rotation: :func:`up_to_z_matrix`)."""
+    perm, sign = _UP_TO_Z[check_up_axis(up_axis)]
+    if perm == (0, 1, 2):
+        return points
+    out = points[..., list(perm)]
+    return out * np.asarray(sign, dtype=points.dtype)
+
+
+def normalize_unit_sphere(points: np.ndarray, *, what: str = "points") -> np.ndarray:
+    """Centre ``(N, 3)`` points on their mean and scale them so the farthest point has norm 1."""
+    c = points - points.mean(axis=0, keepdims=True)
+    r = np.sqrt((c * c).sum(-1)).max()
+    if not np.isfinite(r) or r <= 0:
+        raise ValueError(f"{what}: cannot scale to the unit sphere (all points coincide or are not finite)")
+    return c / r
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> Path:
+    """``np.save`` through a temporary file in the same folder and ``os.replace``: readers see the old
+    file or the complete new one, never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
