@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", choices=("synthetic", "modelnet40", "modelnet-off"), default="synthetic")
     t.add_argument("--data-root", default=None, help="dataset folder (not needed for synthetic)")
     t.add_argument("--backbone", choices=("pointnet", "dgcnn"), default="pointnet")
-    t.add_argument("--canonicalizer", choices=("none", "vn"), default="none")
+    t.add_argument("--canonicalizer", choices=("none", "vn", "vn-approx"), default="none",
+                   help="vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors)")
     t.add_argument("--train-rotation", choices=("none", "z", "so3"), default="none")
     t.add_argument("--prior", choices=("none", "identity", "upright"), default="none")
     t.add_argument("--prior-weight", type=float, default=0.0)

@@ -18,7 +18,7 @@ ANGLES = list(range(0, 181, 15))
 
 def demo_configs(seed: int = 0, quick: bool = False) -> dict[str, TrainConfig]:
     common = dict(dataset="synthetic", backbone="pointnet", backbone_kwargs={"width": 256, "input_transform": False},
-                  num_points=256 if quick else 512, epochs=1 if quick else 12, batch_size=32, lr=2e-3, seed=seed,
+                  num_points=128 if quick else 256, epochs=1 if quick else 5, batch_size=32, lr=2e-3, seed=seed,
                   eval_every=0, train_rotation="none")
     return {"plain": TrainConfig(canonicalizer="none", **common),
             "canonicalized": TrainConfig(canonicalizer="vn", canonicalizer_kwargs={"num_points": 128}, **common)}
@@ -50,8 +50,8 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, quick: bool = Fals
     t0 = time.time()
     configs = demo_configs(seed, quick)
     n = configs["plain"].num_points
-    train_set = SyntheticShapes("train", num_points=n, seed=seed, **({"num_samples": 120} if quick else {}))
-    test_set = SyntheticShapes("test", num_points=n, seed=seed, **({"num_samples": 60} if quick else {}))
+    train_set = SyntheticShapes("train", num_points=n, seed=seed, num_samples=96 if quick else 960)
+    test_set = SyntheticShapes("test", num_points=n, seed=seed, num_samples=48 if quick else 400)
     log(f"train: {train_set}\ntest:  {test_set}")
     metrics, curves = {}, {}
     for name, cfg in configs.items():

@@ -27,37 +27,11 @@ POINT_LAYER_ACTIONS = actions_by_type({TNet: None, VNLinear: VN_FEATURES, VNLeak
                                        VNBatchNorm: VN_FEATURES, VNMaxPool: VN_FEATURES, FixedVectorInputs: VN_FEATURES},
                                       default=INVARIANT)
 
-APPROX_CANONICALIZER = "vn-approx"
-
-
-def build_model(cfg, sizes) -> nn.Module:
-    """:func:`pointcanon.train.build_model`, plus ``cfg.canonicalizer == "vn-approx"`` (an
-    :class:`ApproximateVNCanonicalizer` with ``cfg.canonicalizer_kwargs``)."""
-    from .nn import CanonicalizedModel
-    from .tasks import get_task
-    from .train import build_model as build_train_model
-
-    if cfg.canonicalizer != APPROX_CANONICALIZER:
-        return build_train_model(cfg, sizes)
-    if isinstance(sizes, int):
-        sizes = {"num_classes": sizes}
-    backbone = get_task(cfg.task).build_backbone(cfg.backbone, sizes, cfg.backbone_kwargs)
-    return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
-
-
 def load_model(path) -> tuple[nn.Module, object, dict]:
-    """Rebuild the model of a checkpoint (from ``pointcanon train`` or the approximate-equivariance
-    experiment) in eval mode; returns ``(model, TrainConfig, state)``."""
-    from .train import TrainConfig
+    """Rebuild a checkpoint's model in eval mode (``vn-approx`` included): ``(model, TrainConfig, state)``."""
+    from .train import load_model as load_train_model
 
-    state = load_checkpoint(path)
-    try:
-        cfg = TrainConfig(**state["config"])
-        model = build_model(cfg, state["sizes"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None
-    return model.eval(), cfg, state
+    return load_train_model(path)
 
 
 def measure_point_model(model: nn.Module, points: Tensor, *, args: tuple = (), group: str = "SO3", num_samples: int = 4,

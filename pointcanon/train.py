@@ -38,7 +38,7 @@ class TrainConfig:
     data_root: str | None = None
     backbone: str = "pointnet"
     backbone_kwargs: dict = field(default_factory=dict)
-    canonicalizer: str = "none"  # "none" | "vn"
+    canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer)
     canonicalizer_kwargs: dict = field(default_factory=dict)
     train_rotation: str = "none"  # "none" | "z" | "so3"
     prior: str = "none"  # "none" | "identity" | "upright"
@@ -57,7 +57,7 @@ class TrainConfig:
     backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
 
     def validate(self) -> "TrainConfig":
-        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn")),
+        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn", "vn-approx")),
                   ("train_rotation", self.train_rotation, ("none", "z", "so3")), ("prior", self.prior, PRIOR_CHOICES)]
         for name, value, allowed in checks:
             if value not in allowed:
@@ -87,6 +87,10 @@ def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
     backbone = get_task(cfg.task).build_backbone(cfg.backbone, sizes, cfg.backbone_kwargs)
     if cfg.canonicalizer == "none":
         return backbone
+    if cfg.canonicalizer == "vn-approx":
+        from .nn.approximate import ApproximateVNCanonicalizer
+
+        return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
 
 

@@ -29,14 +29,15 @@ import torch.nn.functional as F
 from pointcanon.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from pointcanon.core.groups import apply_rigid, random_rotations
 from pointcanon.datasets import build_dataset
-from pointcanon.measure import APPROX_CANONICALIZER, build_model, measure_point_model
+from pointcanon.measure import measure_point_model
+from pointcanon.train import build_model
 from pointcanon.tasks import Classification
 from pointcanon.testing import equivariance_error
 from pointcanon.train import TrainConfig, evaluate
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "modelnet40_hdf5_1024"
 MODELS = ("none", "strict", "approx")
-CANONICALIZER = {"none": "none", "strict": "vn", "approx": APPROX_CANONICALIZER}
+CANONICALIZER = {"none": "none", "strict": "vn", "approx": "vn-approx"}
 
 
 class Subset(torch.utils.data.Dataset):
