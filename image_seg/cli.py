@@ -149,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    torch.set_grad_enabled(args.command.startswith("train"))
     try:
-        return args.func(args)
+        with torch.set_grad_enabled(args.command.startswith("train")):  # scoped: main() may run in-process
+            return args.func(args)
     except (ValueError, TypeError) as e:
         print(f"image-seg {args.command}: error: {e}", file=sys.stderr)
         return 2
