@@ -2,8 +2,6 @@
 atomic ``.npy`` writes."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +72,12 @@ def normalize_unit_sphere(points: np.ndarray, *, what: str = "points") -> np.nda
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> Path:
-    """``np.save`` through a temporary file in the same folder and ``os.replace``: readers see the old
-    file or the complete new one, never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """``np.save`` through :func:`pointcanon.checkpoint.atomic_write`: readers see the old file or the
+    complete new one, never a half-written file."""
+    from ..checkpoint import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write)
