@@ -9,7 +9,13 @@ from pathlib import Path
 
 import torch
 
+from .datasets import DATASET_TASKS
+
 PROTOCOL_CHOICES = ("upright", "z", "so3")
+TASK_CHOICES = ("cls", "partseg")
+CLS_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "cls")
+PARTSEG_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "partseg")
+DATASET_CHOICES = tuple(DATASET_TASKS)
 
 
 def _threads(n: int | None) -> None:
@@ -17,10 +23,33 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _datasets(name: str, root: str | None, num_points: int):
-    from .datasets import build_dataset
+def _datasets(name: str, root: str | None, num_points: int, max_shapes: int | None = None, splits=("train", "test")):
+    from .datasets import Subsample, build_dataset
 
-    return (build_dataset(name, root, "train", num_points), build_dataset(name, root, "test", num_points))
+    if max_shapes is not None and max_shapes < 1:
+        raise ValueError(f"--max-shapes must be a positive number of shapes, got {max_shapes}")
+    sets = [build_dataset(name, root, split, num_points) for split in splits]
+    return [s if max_shapes is None else Subsample(s, max_shapes) for s in sets]
+
+
+def _resolve_task(task: str | None, dataset: str) -> str:
+    """The task of ``--task`` (default: the dataset's), checked against the dataset."""
+    native = DATASET_TASKS[dataset]
+    if task is None:
+        return native
+    if task != native:
+        fitting = CLS_DATASETS if task == "cls" else PARTSEG_DATASETS
+        raise ValueError(f"--task {task} does not fit --dataset {dataset} (a {native} dataset); "
+                         f"--task {task} needs --dataset {' or '.join(fitting)}")
+    return task
+
+
+def _score_rows(name: str, task: str, results: dict) -> dict[str, dict[str, float]]:
+    """Table rows: accuracy (classification) or instance and class mIoU (part segmentation)."""
+    if task == "partseg":
+        return {f"{name} instance mIoU": {p: r["instance_miou"] for p, r in results.items()},
+                f"{name} class mIoU": {p: r["class_miou"] for p, r in results.items()}}
+    return {name: {p: r["acc"] for p, r in results.items()}}
 
 
 def _print_table(rows: dict[str, dict[str, float]], protocols) -> None:
@@ -33,7 +62,9 @@ def _print_table(rows: dict[str, dict[str, float]], protocols) -> None:
 def cmd_train(a, **extra) -> int:
     from .train import TrainConfig, evaluate, train
 
-    cfg = TrainConfig(dataset=a.dataset, data_root=a.data_root, backbone=a.backbone, canonicalizer=a.canonicalizer,
+    task = _resolve_task(getattr(a, "task", None), a.dataset)
+    max_shapes = getattr(a, "max_shapes", None)
+    cfg = TrainConfig(task=task, dataset=a.dataset, data_root=a.data_root, backbone=a.backbone, canonicalizer=a.canonicalizer,
                       train_rotation=a.train_rotation, prior=a.prior, prior_weight=a.prior_weight, epochs=a.epochs,
                       batch_size=a.batch_size, num_points=a.num_points, lr=a.lr, seed=a.seed,
                       checkpoint_every=a.checkpoint_every, **extra).validate()
@@ -42,7 +73,7 @@ def cmd_train(a, **extra) -> int:
 
     dist = init_from_env()
     say = print if dist.is_main else (lambda *args: None)
-    train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points)
+    train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points, max_shapes)
     say(f"train: {train_set}\ntest:  {test_set}")
     if dist.active:
         say(f"data parallel over {dist.world} processes: global batch {cfg.batch_size}, "
@@ -54,9 +85,10 @@ def cmd_train(a, **extra) -> int:
     finally:
         shutdown(dist)
     if dist.is_main:
-        write_json(Path(a.out) / "eval.json", {"checkpoint": str(Path(a.out) / "last.pt"),
-                                               "train_seconds": round(time.time() - t0, 1), "protocols": results})
-        _print_table({f"{cfg.backbone}+{cfg.canonicalizer}": {p: r["acc"] for p, r in results.items()}}, PROTOCOL_CHOICES)
+        write_json(Path(a.out) / "eval.json", {"checkpoint": str(Path(a.out) / "last.pt"), "task": cfg.task,
+                                               "max_shapes": max_shapes, "train_seconds": round(time.time() - t0, 1),
+                                               "protocols": results})
+        _print_table(_score_rows(f"{cfg.backbone}+{cfg.canonicalizer}", cfg.task, results), PROTOCOL_CHOICES)
     return 0
 
 
@@ -66,7 +98,7 @@ def cmd_adapt(a) -> int:
 
     src = TrainConfig(**load_checkpoint(a.pretrained)["config"])
     prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
-    a.dataset, a.data_root = src.dataset, a.data_root or src.data_root
+    a.task, a.dataset, a.data_root = src.task, src.dataset, a.data_root or src.data_root
     a.backbone, a.canonicalizer, a.train_rotation, a.num_points = src.backbone, "vn", src.train_rotation, src.num_points
     a.prior, a.prior_weight = prior, (a.prior_weight if prior != "none" else 0.0)
     print(f"adapting {a.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior {prior!r}, "
@@ -81,11 +113,18 @@ def cmd_eval(a) -> int:
     from .train import evaluate, load_model
 
     model, cfg, _ = load_model(a.checkpoint)
-    _, test_set = _datasets(a.dataset or cfg.dataset, a.data_root or cfg.data_root, a.num_points or cfg.num_points)
+    dataset = a.dataset or cfg.dataset
+    if DATASET_TASKS.get(dataset, cfg.task) != cfg.task:
+        fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
+        raise ValueError(f"{a.checkpoint} is a {cfg.task} model; it cannot be evaluated on --dataset {dataset} "
+                         f"(a {DATASET_TASKS[dataset]} dataset); use {' or '.join(fitting)}")
+    (test_set,) = _datasets(dataset, a.data_root or cfg.data_root, a.num_points or cfg.num_points, a.max_shapes,
+                            splits=("test",))
     results = {p: evaluate(model, test_set, p, seed=a.seed, progress=True) for p in a.protocols}
-    _print_table({Path(a.checkpoint).name: {p: r["acc"] for p, r in results.items()}}, a.protocols)
+    _print_table(_score_rows(Path(a.checkpoint).name, cfg.task, results), a.protocols)
     out = Path(a.out) if a.out else Path(a.checkpoint).with_suffix(".eval.json")
-    write_json(out, {"checkpoint": str(a.checkpoint), "protocols": results})
+    write_json(out, {"checkpoint": str(a.checkpoint), "task": cfg.task, "dataset": dataset,
+                     "max_shapes": a.max_shapes, "protocols": results})
     print(f"wrote {out}")
     return 0
 
@@ -123,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a (canonicalized) classifier")
-    t.add_argument("--dataset", choices=("synthetic", "modelnet40", "modelnet-off"), default="synthetic")
+    t = sub.add_parser("train", help="train a (canonicalized) classifier or part segmenter")
+    t.add_argument("--task", choices=TASK_CHOICES, default=None,
+                   help="cls (classification) or partseg (part segmentation); default: the dataset's task")
+    t.add_argument("--dataset", choices=DATASET_CHOICES, default="synthetic",
+                   help=f"classification: {', '.join(CLS_DATASETS)}; part segmentation: {', '.join(PARTSEG_DATASETS)}")
     t.add_argument("--data-root", default=None, help="dataset folder (not needed for synthetic)")
     t.add_argument("--backbone", choices=("pointnet", "dgcnn"), default="pointnet")
     t.add_argument("--canonicalizer", choices=("none", "vn", "vn-approx"), default="none",
@@ -140,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: per epoch)")
     t.add_argument("--out", required=True, help="output folder: config.json, metrics.jsonl, last.pt, eval.json")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--max-shapes", type=int, default=None,
+                   help="use only N shapes of each split, spread evenly (quick checks; not saved in the config)")
     t.set_defaults(func=cmd_train)
 
     ad = sub.add_parser("adapt", help="put a VN canonicalizer with a prior in front of a pretrained classifier")
@@ -162,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")
     e.add_argument("checkpoint")
     e.add_argument("--protocols", nargs="+", choices=PROTOCOL_CHOICES, default=list(PROTOCOL_CHOICES))
-    e.add_argument("--dataset", choices=("synthetic", "modelnet40", "modelnet-off"), default=None)
+    e.add_argument("--dataset", choices=DATASET_CHOICES, default=None)
     e.add_argument("--data-root", default=None)
     e.add_argument("--num-points", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default=None, help="JSON file (default: next to the checkpoint)")
+    e.add_argument("--max-shapes", type=int, default=None, help="evaluate on N test shapes, spread evenly")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="plain vs canonicalized PointNet on synthetic shapes (about 3 minutes)")

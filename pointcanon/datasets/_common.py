@@ -81,3 +81,33 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> Path:
             np.save(f, array)
 
     return atomic_write(path, write)
+
+
+class Subsample(torch.utils.data.Dataset):
+    """``num_shapes`` items of ``dataset`` spread evenly over it (every item when it has fewer), for quick
+    runs. The dataset's descriptive attributes (``task``, ``classes``, ``num_classes``, ``num_parts``,
+    ``num_categories``, ``category_parts``, ``frame_axes``, ``root``, ``split``, ...) are passed through."""
+
+    _PASSED = ("task", "classes", "num_classes", "num_parts", "num_categories", "category_parts", "frame_axes",
+               "root", "split", "up_axis", "num_points", "transform")
+
+    def __init__(self, dataset, num_shapes: int):
+        if isinstance(num_shapes, bool) or not isinstance(num_shapes, (int, np.integer)) or num_shapes < 1:
+            raise ValueError(f"num_shapes must be a positive int, got {num_shapes!r}")
+        self.dataset = dataset
+        n = len(dataset)
+        self.indices = torch.linspace(0, n - 1, min(int(num_shapes), n)).round().long().tolist() if n else []
+
+    def __getattr__(self, name):
+        if name in Subsample._PASSED:
+            return getattr(self.__dict__["dataset"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+    def __repr__(self) -> str:
+        return f"Subsample({self.dataset!r}, num_shapes={len(self)})"
