@@ -1,4 +1,4 @@
-"""The ``pointcanon`` command: ``train``, ``eval``, ``demo``, ``data``, ``measure``."""
+"""The ``pointcanon`` command: ``train``, ``eval``, ``demo``, ``data``, ``measure``, ``canonicalize``."""
 from __future__ import annotations
 
 import argparse
@@ -157,6 +157,20 @@ def cmd_measure(a) -> int:
     return 0
 
 
+def cmd_canonicalize(a) -> int:
+    from .mesh import canonicalize_files
+
+    if a.threads is None:
+        torch.set_num_threads(1)  # one small network call per file: thread hand-offs cost more than they save
+
+    report = canonicalize_files(a.inputs, a.out, a.model, num_points=a.num_points, seed=a.seed, sampling=a.sampling,
+                                render=a.render, progress=not a.no_progress)
+    done, failed = len(report["files"]), len(report["errors"])
+    print(f"canonicalized {done} of {done + failed} inputs into {a.out}; transforms in "
+          f"{Path(a.out) / 'transforms.json'}" + (f"; {failed} failed (listed under 'errors')" if failed else ""))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pointcanon", description="Learned canonicalization for point clouds.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -242,6 +256,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", default=None, help="JSON (default: CHECKPOINT.measure.json)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_measure)
+
+    c = sub.add_parser("canonicalize", help="move meshes (.off .obj .ply .stl) into their canonical pose",
+                       description="Canonicalize mesh files or folders (searched recursively) with a VN canonicalizer; "
+                                   "writes the moved meshes (same format), OUT/transforms.json and, with --render, "
+                                   "before/after PNGs. A bad file is reported and skipped; the exit code is 1 if any "
+                                   "failed.")
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="mesh files or folders")
+    c.add_argument("-o", "--out", required=True, help="output folder")
+    c.add_argument("--model", default=None,
+                   help="canonicalizer file or pointcanon checkpoint (default: the shipped weights)")
+    c.add_argument("--num-points", type=int, default=2048, help="surface samples the canonicalizer sees per mesh")
+    c.add_argument("--sampling", choices=("surface", "vertices"), default="surface",
+                   help="surface: area-weighted samples of the faces; vertices: the mesh vertices")
+    c.add_argument("--seed", type=int, default=0, help="seed of the surface samples")
+    c.add_argument("--render", action="store_true", help="also write before/after PNG thumbnails (matplotlib)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_canonicalize)
     return p
 
 
