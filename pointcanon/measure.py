@@ -18,13 +18,14 @@ from .core.equivariance import (INVARIANT, VN_FEATURES, EquivarianceReport, acti
                                 evaluate_equivariance)
 from .nn.approximate import ApproximateVNCanonicalizer, FixedVectorInputs
 from .nn.backbones import TNet
-from .nn.vn import VNBatchNorm, VNLeakyReLU, VNLinear, VNMaxPool
+from .nn.vn import VNBatchNorm, VNCross, VNLeakyReLU, VNLinear, VNMaxPool
 
 # Modules whose outputs are VN features (B, C, 3, ...); VNInvariant and the BatchNorm1d inside VNBatchNorm
 # (vector lengths) produce invariants and fall through to the default. PointNet's T-Net outputs a 3x3
 # transform of the input, neither a feature map nor invariant: it is skipped (its layers are measured).
 POINT_LAYER_ACTIONS = actions_by_type({TNet: None, VNLinear: VN_FEATURES, VNLeakyReLU: VN_FEATURES,
-                                       VNBatchNorm: VN_FEATURES, VNMaxPool: VN_FEATURES, FixedVectorInputs: VN_FEATURES},
+                                       VNBatchNorm: VN_FEATURES, VNMaxPool: VN_FEATURES, VNCross: VN_FEATURES,
+                                       FixedVectorInputs: VN_FEATURES},
                                       default=INVARIANT)
 
 def load_model(path) -> tuple[nn.Module, object, dict]:

@@ -80,18 +80,27 @@ def test_frame_and_origin_equivariant(modelnet_test_shapes, group, options):
     assert_equivariant(model, modelnet_test_shapes[:8], group=group, output="canonicalization", num_samples=4)
 
 
-def test_se3_frame_is_proper_and_keeps_chirality(modelnet_test_shapes):
-    model = _model("SE3").double()
+@pytest.mark.parametrize("pseudovectors", [False, True])
+def test_se3_frame_is_proper_and_keeps_chirality(modelnet_test_shapes, pseudovectors):
+    model = _model("SE3", pseudovectors=pseudovectors).double()
     x = modelnet_test_shapes[:16].double()
     q, s = random_rigid_motion(16, "E3", generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     with torch.no_grad():
         base, moved = model(x), model(apply_rigid(x, q, s))
     for r in (base, moved):
         assert torch.allclose(torch.linalg.det(r.frame), torch.ones(16, dtype=torch.float64), atol=1e-12)
-    # frame(Q x) = Q frame(x) diag(1, 1, det Q): a mirrored input gives the mirrored canonical cloud
-    flip = torch.diag_embed(torch.stack([torch.ones(16), torch.ones(16), torch.linalg.det(q).float()], -1)).double()
-    assert (moved.frame - q @ base.frame @ flip).abs().max() < 1e-9
-    assert (moved.canonical - base.canonical @ flip).abs().max() < 1e-9
+    reflected = torch.linalg.det(q) < 0
+    if not pseudovectors:
+        # Plain VN layers are O(3)-equivariant: frame(Q x) = Q frame(x) F with F flipping the completing
+        # axis (x for axes "zy") when det Q = -1, so a mirrored input gives the mirrored canonical cloud.
+        diag = torch.ones(16, 3, dtype=torch.float64)
+        diag[:, 0] = torch.linalg.det(q)
+        flip = torch.diag_embed(diag)
+        assert (moved.frame - q @ base.frame @ flip).abs().max() < 1e-9
+        assert (moved.canonical - base.canonical @ flip).abs().max() < 1e-9
+    else:  # cross products are not reflection-equivariant: a mirrored input gets another frame
+        rotated = ~reflected
+        assert (moved.frame[rotated] - (q @ base.frame)[rotated]).abs().max() < 1e-9
     reflected = torch.linalg.det(q) < 0
     assert reflected.any()
     # ...which is not the same cloud: reflections are not collapsed

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..core.frames import frame_from_vectors
+from ..core.frames import frame_from_vectors, parse_axes
 from ..core.result import Canonicalization
 from ..core.validation import check_points
 from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
-from .vn import VNLinear, VNLinearLeakyReLU, vn_mean_pool
+from .vn import VNCross, VNLinear, VNLinearLeakyReLU, vn_mean_pool
 
 CANONICALIZER_GROUPS = ("SE3", "E3")
 
@@ -30,6 +30,18 @@ class VNCanonicalizer(nn.Module):
             (farthest-point sampling from point 0: better coverage, costs a loop of ``num_points``).
         origin: ``"centroid"`` or ``"learned"`` (centroid plus a predicted equivariant offset).
         degenerate_tol: see :func:`pointcanon.core.frames.frame_from_vectors`.
+        covariance: also feed ``C p`` and ``C o`` per point (``C`` the trace-normalised covariance of the
+            cloud, ``C(x Q^T) = Q C Q^T``): equivariant access to the principal axes.
+        pseudovectors: (SE3 only; default on) let the output layer also use cross products of pooled
+            features (:class:`~pointcanon.nn.vn.VNCross`), which are rotation- but not
+            reflection-equivariant. Plain VN layers are O(3)-equivariant, so for a mirror-symmetric
+            shape their vectors are stuck in the mirror plane and a prior could not reach a frame with
+            an axis normal to it.
+        axes: the frame columns of the two predicted axes, up axis first (see
+            :func:`~pointcanon.core.frames.frame_from_vectors`). They must span the data's usual mirror
+            plane, or a prior cannot make the frame the identity: ``"zy"`` (default) for z-up ModelNet40
+            and the synthetic shapes, ``"zx"`` for ShapeNet mapped to z-up. Datasets expose theirs as
+            ``frame_axes``.
 
     Shapes:
         input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``, origin
@@ -38,7 +50,8 @@ class VNCanonicalizer(nn.Module):
 
     def __init__(self, group: str = "SE3", *, hidden: tuple[int, int, int] = (16, 32, 64), k: int = 10,
                  num_points: int | None = 256, subsample: str = "index", origin: str = "centroid",
-                 negative_slope: float = 0.2, degenerate_tol: float = 1e-3):
+                 negative_slope: float = 0.2, degenerate_tol: float = 1e-3,
+                 covariance: bool = True, pseudovectors: bool | None = None, axes: str = "zy"):
         super().__init__()
         if group not in CANONICALIZER_GROUPS:
             raise ValueError(f"group must be one of {CANONICALIZER_GROUPS}, got {group!r}")
@@ -48,17 +61,26 @@ class VNCanonicalizer(nn.Module):
             raise ValueError(f"origin must be 'centroid' or 'learned', got {origin!r}")
         if num_points is not None and num_points < 1:
             raise ValueError(f"num_points must be positive or None, got {num_points}")
+        parse_axes(axes)
+        if pseudovectors is None:
+            pseudovectors = group == "SE3"
+        if pseudovectors and group != "SE3":
+            raise ValueError("pseudovectors (cross products) are only rotation-equivariant: use them with group='SE3'")
         if k < 1 or len(hidden) != 3 or min(hidden) < 1:
             raise ValueError(f"need k >= 1 and three positive hidden sizes, got k={k}, hidden={hidden}")
         self.hparams = dict(group=group, hidden=tuple(hidden), k=k, num_points=num_points, subsample=subsample,
-                            origin=origin, negative_slope=negative_slope, degenerate_tol=degenerate_tol)
+                            origin=origin, negative_slope=negative_slope, degenerate_tol=degenerate_tol,
+                            covariance=bool(covariance), pseudovectors=bool(pseudovectors), axes=axes)
         self.group, self.k, self.num_points = group, k, num_points
-        self.subsample, self.origin_mode, self.degenerate_tol = subsample, origin, degenerate_tol
+        self.subsample, self.origin_mode, self.degenerate_tol, self.axes = subsample, origin, degenerate_tol, axes
         c1, c2, c3 = hidden
-        self.local = VNLinearLeakyReLU(2, c1, negative_slope=negative_slope)
+        self.covariance = bool(covariance)
+        self.local = VNLinearLeakyReLU(4 if covariance else 2, c1, negative_slope=negative_slope)
         self.point = VNLinearLeakyReLU(c1, c2, negative_slope=negative_slope)
         self.fuse = VNLinearLeakyReLU(2 * c2, c3, negative_slope=negative_slope)
-        self.out = VNLinear(c3, 2 if group == "SE3" else 3)
+        n_out = 2 if group == "SE3" else 3
+        self.cross = VNCross(c3, max(c3 // 4, 1)) if pseudovectors else None
+        self.out = VNLinear(c3 + (self.cross.a.weight.shape[0] if pseudovectors else 0), n_out)
         self.offset = VNLinear(c3, 1) if origin == "learned" else None
 
     def _subsample(self, centred: Tensor) -> Tensor:
@@ -74,14 +96,20 @@ class VNCanonicalizer(nn.Module):
         """Equivariant vectors ``(B, K, 3)`` (K = 2 or 3) and the pooled feature ``(B, C, 3)`` of a
         centred cloud ``(B, N, 3)``."""
         pts = self._subsample(centred)  # (B, M, 3)
-        local_mean = gather_neighbours(pts, knn(pts, self.k)).mean(2)  # (B, M, 3)
-        f = torch.stack([pts, local_mean - pts], 1).transpose(2, 3)  # (B, 2, 3, M)
+        offset = gather_neighbours(pts, knn(pts, self.k)).mean(2) - pts  # (B, M, 3)
+        feats = [pts, offset]
+        if self.covariance:
+            cov = pts.transpose(1, 2) @ pts  # (B, 3, 3); C(x Q^T) = Q C Q^T
+            cov = cov / cov.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-30)[:, None, None]
+            feats += [pts @ cov, offset @ cov]
+        f = torch.stack(feats, 1).transpose(2, 3)  # (B, 2 or 4, 3, M)
         f = self.local(f)  # (B, C1, 3, M)
         f = self.point(f)  # (B, C2, 3, M)
         g = vn_mean_pool(f, -1).unsqueeze(-1).expand_as(f)
         f = self.fuse(torch.cat([f, g], 1))  # (B, C3, 3, M)
         pooled = vn_mean_pool(f, -1)  # (B, C3, 3)
-        return self.out(pooled), pooled
+        head = pooled if self.cross is None else torch.cat([pooled, self.cross(pooled)], 1)
+        return self.out(head), pooled
 
     def forward(self, x: Tensor) -> Canonicalization:
         check_points(x)
@@ -89,7 +117,7 @@ class VNCanonicalizer(nn.Module):
         centred = x - centroid.unsqueeze(1)
         vectors, pooled = self.predict_vectors(centred)
         frame, degenerate, conditioning = frame_from_vectors(vectors, proper=self.group == "SE3",
-                                                             tol=self.degenerate_tol)
+                                                             tol=self.degenerate_tol, axes=self.axes)
         origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1)
         canonical = (x - origin.unsqueeze(1)) @ frame
         return Canonicalization(frame=frame, canonical=canonical, origin=origin,

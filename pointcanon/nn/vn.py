@@ -34,6 +34,26 @@ class VNLinear(nn.Module):
         return f"{self.weight.shape[1]} -> {self.weight.shape[0]}"
 
 
+class VNCross(nn.Module):
+    """Pseudovector features ``(B, C_in, 3, ...) -> (B, C_out, 3, ...)``: ``a x b / (|a| + |b| + eps)``
+    of two learned channel mixes ``a = W_a x``, ``b = W_b x`` (degree-1 homogeneous in ``x``).
+
+    Equivariant under rotations only: a reflection flips the sign (``(Qa) x (Qb) = det(Q) Q (a x b)``).
+    That is the point: plain VN layers are O(3)-equivariant, so for a mirror-symmetric input every
+    feature lies in the mirror plane; a cross product reaches the normal of the plane, which a frame
+    needs when the data's canonical axes are not all in it."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.a = VNLinear(in_channels, out_channels)
+        self.b = VNLinear(in_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.a(x), self.b(x)
+        scale = a.norm(dim=2, keepdim=True) + b.norm(dim=2, keepdim=True) + EPS
+        return torch.linalg.cross(a, b, dim=2) / scale
+
+
 class VNLeakyReLU(nn.Module):
     """Vector leaky ReLU: a learned direction ``k = U x`` per channel; the component of ``x`` against
     ``k`` is removed where ``<x, k> < 0`` (kept with weight ``negative_slope``)."""
