@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--canonicalizer", choices=("none", "vn", "vn-approx"), default="none",
                    help="vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors)")
     t.add_argument("--train-rotation", choices=("none", "z", "so3"), default="none")
-    t.add_argument("--prior", choices=("none", "identity", "upright"), default="none")
+    t.add_argument("--prior", choices=("none", "identity", "upright", "empirical"), default="none",
+                   help="empirical: distance to the nearest orientation of the --train-rotation augmentation")
     t.add_argument("--prior-weight", type=float, default=0.0)
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=32)
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ad = sub.add_parser("adapt", help="put a VN canonicalizer with a prior in front of a pretrained classifier")
     ad.add_argument("--pretrained", required=True, help="checkpoint of a plain classifier (pointcanon train --canonicalizer none)")
-    ad.add_argument("--prior", choices=("auto", "none", "identity", "upright"), default="auto",
+    ad.add_argument("--prior", choices=("auto", "none", "identity", "upright", "empirical"), default="auto",
                     help="auto: identity if the backbone was trained upright, upright if with z-rotations, none if SO(3)")
     ad.add_argument("--prior-weight", type=float, default=1.0)
     ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")

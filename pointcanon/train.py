@@ -6,6 +6,7 @@ run resumed from any checkpoint continues exactly as the uninterrupted run would
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -19,14 +20,14 @@ from tqdm.auto import tqdm
 from .distributed import DistContext
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
-from .core.priors import identity_prior, upright_prior
+from .core.priors import EmpiricalPrior, identity_prior, upright_prior
 from .nn import CanonicalizedModel, VNCanonicalizer
 from .nn.backbones import BACKBONES
 from .tasks import TASKS, get_task
 
 PROTOCOLS = ("upright", "z", "so3")
 ROTATIONS = {"none": "none", "upright": "none", "z": "z", "so3": "SO3"}
-PRIOR_CHOICES = ("none", "identity", "upright")
+PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
 
 
 @dataclass
@@ -41,7 +42,7 @@ class TrainConfig:
     canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer)
     canonicalizer_kwargs: dict = field(default_factory=dict)
     train_rotation: str = "none"  # "none" | "z" | "so3"
-    prior: str = "none"  # "none" | "identity" | "upright"
+    prior: str = "none"  # "none" | "identity" | "upright" | "empirical" (fitted to train_rotation)
     prior_weight: float = 0.0
     epochs: int = 10
     batch_size: int = 32
@@ -128,13 +129,23 @@ def _param_groups(model: nn.Module, cfg: TrainConfig):
     return groups
 
 
-def prior_loss(name: str, frame: Tensor) -> Tensor:
-    """Mean prior loss of a batch of frames ``(B, 3, 3)`` (z-up data)."""
+def prior_loss(name: str, frame: Tensor, train_rotation: str = "none") -> Tensor:
+    """Mean prior loss of a batch of frames ``(B, 3, 3)`` (z-up data). ``"empirical"``: distance to the
+    nearest of 256 orientations drawn from the training augmentation ``train_rotation`` (the
+    orientations the backbone was trained on)."""
+    if name == "empirical":
+        return _empirical(train_rotation)(frame).mean()
     if name == "identity":
         return identity_prior(frame).mean()
     if name == "upright":
         return upright_prior(frame, "z").mean()
     return frame.new_zeros(())
+
+
+@functools.lru_cache(maxsize=None)
+def _empirical(train_rotation: str) -> EmpiricalPrior:
+    return EmpiricalPrior.from_sampler(lambda n, g: random_rotations(n, train_rotation, generator=g,
+                                                                     dtype=torch.float64))
 
 
 def _generator(*parts: int) -> torch.Generator:
@@ -300,7 +311,7 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
             x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
             output, frame = _forward(runner, x, args)
             task_loss = task.loss(output, y)
-            prior = prior_loss(cfg.prior, frame) if frame is not None else task_loss.new_zeros(())
+            prior = prior_loss(cfg.prior, frame, cfg.train_rotation) if frame is not None else task_loss.new_zeros(())
             loss = task_loss + cfg.prior_weight * prior
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")

@@ -57,4 +57,59 @@ def discrete_prior(logits: Tensor, target: Tensor | None = None) -> Tensor:
     return (plogp - target * log_p).sum(-1)
 
 
+class EmpiricalPrior:
+    """Squared distance ``min_j ||R - R_j||_F^2`` ``(B,)`` from a frame to the nearest orientation the
+    data was actually seen in, fitted from a sample ``R_j`` ``(M, 3, 3)`` of them.
+
+    This is the continuous counterpart of :func:`discrete_prior` with an :func:`empirical_distribution`
+    target: fitted from ``{I}`` it is :func:`identity_prior`; from yaw rotations (data augmented about
+    the up axis) it approaches :func:`upright_prior` as ``M`` grows; every fitted orientation is a zero.
+    """
+
+    def __init__(self, rotations: Tensor, *, atol: float = 1e-4):
+        rotations = torch.as_tensor(rotations)
+        if rotations.ndim != 3 or rotations.shape[1:] != (3, 3) or len(rotations) == 0:
+            raise ValueError(f"rotations must be (M, 3, 3) with M >= 1, got shape {tuple(rotations.shape)}")
+        if not torch.isfinite(rotations).all():
+            raise ValueError("rotations contain NaN or inf")
+        eye = torch.eye(3, dtype=rotations.dtype)
+        err = (rotations.transpose(1, 2) @ rotations - eye).abs().amax((1, 2))
+        if (err > atol).any() or (torch.linalg.det(rotations) < 0).any():
+            raise ValueError(f"rotations must be proper rotations (R^T R = I within {atol}, det +1); "
+                             f"worst orthogonality error {err.max().item():.3g}")
+        self.rotations = rotations
+
+    @classmethod
+    def from_sampler(cls, sample, num_samples: int = 256, seed: int = 0) -> "EmpiricalPrior":
+        """Fit from ``sample(n, generator) -> (n, 3, 3)``, e.g. the training augmentation:
+        ``EmpiricalPrior.from_sampler(lambda n, g: random_rotations(n, "z", generator=g))``."""
+        return cls(sample(num_samples, torch.Generator().manual_seed(seed)))
+
+    def __call__(self, frame: Tensor) -> Tensor:
+        _check_frame(frame)
+        r = self.rotations.to(frame.dtype).to(frame.device)
+        # ||R - R_j||^2 = 6 - 2 tr(R_j^T R) for rotations: one matrix product, no (B, M, 3, 3) tensor
+        dots = torch.einsum("mij,bij->bm", r, frame)  # tr(R_j^T R)
+        dist = (frame.pow(2).sum((1, 2))[:, None] + r.pow(2).sum((1, 2))[None]) - 2 * dots
+        return dist.amin(1).clamp_min(0)
+
+    def __repr__(self) -> str:
+        return f"EmpiricalPrior({len(self.rotations)} orientations)"
+
+
+def empirical_distribution(indices: Tensor, num_elements: int, *, smoothing: float = 0.0) -> Tensor:
+    """Distribution ``(|G|,)`` of the discrete orientations (group-element indices) a dataset actually
+    has, with additive ``smoothing`` per element: the ``target`` of :func:`discrete_prior`."""
+    indices = torch.as_tensor(indices).reshape(-1)
+    if indices.numel() == 0:
+        raise ValueError("no orientations given")
+    if indices.dtype.is_floating_point or indices.min() < 0 or indices.max() >= num_elements:
+        raise ValueError(f"indices must be integers in [0, {num_elements}), got range "
+                         f"[{indices.min().item()}, {indices.max().item()}]")
+    if smoothing < 0:
+        raise ValueError(f"smoothing must be >= 0, got {smoothing}")
+    counts = torch.bincount(indices.long(), minlength=num_elements).double() + smoothing
+    return counts / counts.sum()
+
+
 PRIORS = {"identity": identity_prior, "upright": upright_prior}
