@@ -1,8 +1,17 @@
-"""Inference time of the VN canonicalizer beside the backbones it serves, and the ratios.
+"""Cost of the VN canonicalizer beside the backbones it serves, printed side by side in one run:
+inference time ratio canonicalized/plain (B=32, N=1024), training-step time ratio, and (``--memory``)
+the peak memory of a DGCNN forward at N=8,192, B=8, plain and canonicalized.
 
-    .venv/bin/python scripts/bench_canonicalizer.py [--threads 2] [--batch 32] [--points 1024] [--dgcnn]
+    .venv/bin/python scripts/bench_canonicalizer.py [--threads 2] [--batch 32] [--points 1024] [--dgcnn] [--memory]
+
+Peak memory: each configuration runs in a fresh subprocess; on a CPU the figure is the growth of the
+peak resident set size during the forward pass (``ru_maxrss``), on a GPU ``torch.cuda.max_memory_allocated``.
 """
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -21,6 +30,52 @@ def timeit(fn, x, repeats):
     return best
 
 
+def train_step_time(model, x, y, repeats):
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def peak_memory_child(spec: str) -> None:
+    """Run in a subprocess: one no-grad forward of ``spec`` ('plain' or 'canon'); print peak MB as JSON."""
+    cfg = json.loads(spec)
+    torch.set_num_threads(cfg["threads"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build_backbone("dgcnn", 40)
+    if cfg["canon"]:
+        model = CanonicalizedModel(VNCanonicalizer("SE3"), model)
+    model = model.eval().to(device)
+    x = torch.randn(cfg["batch"], cfg["points"], 3, device=device)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    with torch.no_grad():
+        model(x)
+    seconds = time.perf_counter() - t
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
+    print(json.dumps({"peak_mb": peak, "seconds": seconds, "device": device}))
+
+
+def peak_memory(canon: bool, threads: int, batch: int = 8, points: int = 8192) -> dict:
+    spec = json.dumps({"canon": canon, "threads": threads, "batch": batch, "points": points})
+    out = subprocess.run([sys.executable, __file__, "--_peak-child", spec], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2)
@@ -28,20 +83,37 @@ def main():
     p.add_argument("--points", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dgcnn", action="store_true", help="also time DGCNN (slow on a CPU)")
+    p.add_argument("--memory", action="store_true", help="peak memory of DGCNN at N=8192, B=8 (about a minute on a CPU)")
+    p.add_argument("--_peak-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a._peak_child:
+        return peak_memory_child(a._peak_child)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     x = torch.randn(a.batch, a.points, 3)
     canon = VNCanonicalizer("SE3").eval()
     t_canon = timeit(canon, x, a.repeats)
     print(f"B={a.batch} N={a.points} threads={a.threads}; best of {a.repeats}")
-    print(f"{'model':<12}{'plain s':>10}{'canon s':>10}{'canon+plain s':>15}{'ratio':>8}")
+    y = torch.randint(0, 40, (a.batch,))
+    print(f"{'model':<10}{'plain s':>9}{'canon s':>9}{'canon+plain s':>15}{'infer ratio':>13}"
+          f"{'train step plain s':>20}{'canon s':>9}{'train ratio':>13}")
     for name in ["pointnet"] + (["dgcnn"] if a.dgcnn else []):
+        torch.manual_seed(0)
         backbone = build_backbone(name, 40).eval()
         t_plain = timeit(backbone, x, a.repeats)
-        t_wrapped = timeit(CanonicalizedModel(canon, backbone).eval(), x, a.repeats)
-        print(f"{name:<12}{t_plain:>10.4f}{t_canon:>10.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>8.3f}")
+        wrapped = CanonicalizedModel(VNCanonicalizer("SE3"), build_backbone(name, 40)).eval()
+        wrapped.backbone.load_state_dict(backbone.state_dict())
+        t_wrapped = timeit(wrapped, x, a.repeats)
+        s_plain = train_step_time(backbone, x, y, a.repeats)
+        s_wrapped = train_step_time(wrapped, x, y, a.repeats)
+        print(f"{name:<10}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
+              f"{s_plain:>20.4f}{s_wrapped:>9.4f}{s_wrapped / s_plain:>13.3f}")
     print(f"canonicalizer parameters: {sum(p.numel() for p in canon.parameters())}")
+    if a.memory:
+        plain, wrapped = peak_memory(False, a.threads), peak_memory(True, a.threads)
+        print(f"DGCNN forward, N=8192, B=8 ({plain['device']}): peak plain {plain['peak_mb']:.0f} MB "
+              f"({plain['seconds']:.1f} s), canonicalized {wrapped['peak_mb']:.0f} MB ({wrapped['seconds']:.1f} s), "
+              f"ratio {wrapped['peak_mb'] / plain['peak_mb']:.3f}")
 
 
 if __name__ == "__main__":
