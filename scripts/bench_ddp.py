@@ -25,9 +25,9 @@ def _free_port() -> int:
 
 
 def run(procs: int, threads: int, a, out: Path) -> float:
-    train = ["train", "--dataset", "synthetic", "--canonicalizer", a.canonicalizer, "--epochs", str(a.epochs),
+    train = ["--threads", str(threads), "train", "--dataset", "synthetic", "--canonicalizer", a.canonicalizer, "--epochs", str(a.epochs),
              "--batch-size", str(a.batch_size), "--num-points", str(a.num_points), "--max-shapes", str(a.num_samples),
-             "--threads", str(threads), "--out", str(out)]
+             "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if procs == 1:
         cmd = [sys.executable, "-m", "pointcanon.cli"] + train
