@@ -4,14 +4,16 @@ the peak memory of a DGCNN forward at N=8,192, B=8, plain and canonicalized.
 
     .venv/bin/python scripts/bench_canonicalizer.py [--threads 2] [--batch 32] [--points 1024] [--dgcnn] [--memory]
 
-Peak memory: each configuration runs in a fresh subprocess; on a CPU the figure is the growth of the
-peak resident set size during the forward pass (``ru_maxrss``), on a GPU ``torch.cuda.max_memory_allocated``.
+Peak memory: each configuration runs in a fresh subprocess; on a CPU the figure is the largest growth of
+the resident set size during the forward pass over its size just before (sampled every 2 ms from
+``/proc/self/statm``), on a GPU ``torch.cuda.max_memory_allocated``.
 """
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -58,15 +60,32 @@ def peak_memory_child(spec: str) -> None:
         model = CanonicalizedModel(VNCanonicalizer("SE3"), model)
     model = model.eval().to(device)
     x = torch.randn(cfg["batch"], cfg["points"], 3, device=device)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page_mb
+
+    before, highest, running = rss_mb(), [0.0], [True]
+
+    def sample():
+        while running[0]:
+            highest[0] = max(highest[0], rss_mb())
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=sample, daemon=True)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    else:
+        watcher.start()
     t = time.perf_counter()
     with torch.no_grad():
         model(x)
     seconds = time.perf_counter() - t
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before)
+    running[0] = False
+    if device == "cpu":
+        watcher.join()
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else max(highest[0], rss_mb()) - before
     print(json.dumps({"peak_mb": peak, "seconds": seconds, "device": device}))
 
 
