@@ -11,7 +11,6 @@ copy of a shape gets the rotated frame.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time

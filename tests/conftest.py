@@ -23,3 +23,12 @@ def modelnet_test_shapes() -> torch.Tensor:
 
     with h5py.File(require(MODELNET_HDF5) / "ply_data_test0.h5", "r") as f:
         return torch.from_numpy(f["data"][:64])
+
+
+@pytest.fixture
+def one_thread():
+    """Tests of many tiny calls: thread hand-offs cost more than they save (10x on 2 busy cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

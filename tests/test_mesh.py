@@ -26,13 +26,7 @@ MOTIONS = 50
 TOL = 1e-4  # of the mesh radius; float64 gives ~1e-14
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Each call runs a few tiny ops: thread hand-offs would cost more than they save (10x on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,7 @@ SHAPENET = SHARED_DATA / "shapenet_part_pseudo_hdf5_2048"
 TABLE, TOP_PART = 15, 47  # category "Table"; its part with the highest points in the y-up files (the top)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

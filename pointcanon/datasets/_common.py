@@ -111,3 +111,37 @@ class Subsample(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return f"Subsample({self.dataset!r}, num_shapes={len(self)})"
+
+
+# ---- shared checks of the official HDF5 layouts (ModelNet40, ShapeNetPart) -----------------------
+
+def unreadable_hdf5(path, error: Exception) -> ValueError:
+    """The error for a garbage, truncated or locked HDF5 file (h5py raises OSError and others)."""
+    return ValueError(f"{path} is corrupt or not a readable HDF5 file ({type(error).__name__}: {error})")
+
+
+def missing_hdf5_keys(path, missing: list[str], keys: list[str], expected: str) -> ValueError:
+    return ValueError(f"{path} has no {' / '.join(repr(k) for k in missing)} dataset (found keys {keys}); "
+                      f"expected {expected}")
+
+
+def hdf5_labels(path, y: np.ndarray) -> np.ndarray:
+    """``label`` of shape (n, 1) or (n,) -> (n,) int64, or ``ValueError`` naming the file."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{path}: 'label' must have shape (n, 1) or (n,), got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: 'label' must hold integers, got {y.dtype}")
+    return y.astype(np.int64)
+
+
+def hdf5_points(path, x: np.ndarray) -> np.ndarray:
+    """``data`` (n, P, 3) -> float32, or ``ValueError`` naming the file (non-float, empty, NaN / inf)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{path}: 'data' must be floating point, got {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    from ..core.validation import check_points
+
+    check_points(torch.from_numpy(x), name=f"{path}: 'data'")
+    return x

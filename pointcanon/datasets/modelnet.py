@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..core.validation import check_points
-from ._common import atomic_save_npy, check_num_points, check_split, check_up_axis, normalize_unit_sphere, to_z_up
+from ._common import (atomic_save_npy, check_num_points, check_split, check_up_axis, hdf5_labels, hdf5_points,
+                      missing_hdf5_keys, normalize_unit_sphere, to_z_up, unreadable_hdf5)
 
 __all__ = ["ModelNet40HDF5", "ModelNetOFF", "load_off", "sample_mesh_points", "OFFICIAL_DIRNAME", "METADATA_FILE"]
 
@@ -194,25 +194,15 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if not missing:
                 x, y = np.asarray(f["data"][()]), np.asarray(f["label"][()])
     except Exception as e:  # h5py raises OSError (and others) for garbage, truncated or locked files
-        raise ValueError(f"{path} is corrupt or not a readable HDF5 file ({type(e).__name__}: {e})") from None
+        raise unreadable_hdf5(path, e) from None
     if missing:
-        raise ValueError(f"{path} has no {' / '.join(repr(k) for k in missing)} dataset (found keys {keys}); "
-                         "expected 'data' (n, P, 3) and 'label' (n, 1)")
+        raise missing_hdf5_keys(path, missing, keys, "'data' (n, P, 3) and 'label' (n, 1)")
     if x.ndim != 3 or x.shape[-1] != 3:
         raise ValueError(f"{path}: 'data' must have shape (n, P, 3), got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{path}: 'data' must be floating point, got {x.dtype}")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{path}: 'label' must have shape (n, 1) or (n,), got {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{path}: 'label' must hold integers, got {y.dtype}")
+    y = hdf5_labels(path, y)
     if len(x) != len(y):
         raise ValueError(f"{path}: 'data' has {len(x)} shapes but 'label' has {len(y)}")
-    x = x.astype(np.float32, copy=False)
-    check_points(torch.from_numpy(x), name=f"{path}: 'data'")  # empty, NaN / inf -> ValueError naming the file
-    return x, y.astype(np.int64)
+    return hdf5_points(path, x), y
 
 
 def _metadata_up_axis(folder: Path) -> str:

@@ -32,8 +32,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..core.segmentation import category_parts as _category_parts, check_part_labels
-from ..core.validation import check_points
-from ._common import check_num_points, check_up_axis, to_z_up
+from ._common import check_num_points, check_up_axis, hdf5_labels, hdf5_points, missing_hdf5_keys, to_z_up, unreadable_hdf5
 from .modelnet import _read_file_list, _read_id2file, _read_text_lines, _repr_transform
 
 __all__ = ["ShapeNetPartHDF5", "ShapeNetPartNormal", "CATEGORIES", "SYNSETS", "PARTS_PER_CATEGORY", "PART_OFFSETS",
@@ -257,19 +256,14 @@ def _read_part_h5(path: Path, num_points: int | None):
     except _ShapeError as e:
         raise ValueError(str(e)) from None
     except Exception as e:  # h5py raises OSError (and others) for garbage, truncated or locked files
-        raise ValueError(f"{path} is corrupt or not a readable HDF5 file ({type(e).__name__}: {e})") from None
+        raise unreadable_hdf5(path, e) from None
     if missing:
-        raise ValueError(f"{path} has no {' / '.join(repr(k) for k in missing)} dataset (found keys {keys}); "
-                         "expected 'data' (n, P, 3), 'label' (n, 1) and 'pid' (n, P)")
+        raise missing_hdf5_keys(path, missing, keys, "'data' (n, P, 3), 'label' (n, 1) and 'pid' (n, P)")
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{path}: 'data' must be floating point, got {x.dtype}")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{path}: 'label' must have shape (n, 1) or (n,), got {y.shape}")
-    for key, arr in (("label", y), ("pid", pid)):
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{path}: '{key}' must hold integers, got {arr.dtype}")
+    y = hdf5_labels(path, y)
+    if not np.issubdtype(pid.dtype, np.integer):
+        raise ValueError(f"{path}: 'pid' must hold integers, got {pid.dtype}")
     if len(y) != n:
         raise ValueError(f"{path}: 'data' has {n} shapes but 'label' has {len(y)}")
     if pid.shape != (n, p):
@@ -277,14 +271,13 @@ def _read_part_h5(path: Path, num_points: int | None):
                          "expected one part id per point, (n, P)")
     if nrm is not None and nrm.shape != (n, p, 3):
         raise ValueError(f"{path}: 'normal' has shape {nrm.shape}, expected {(n, p, 3)} like 'data'")
-    x = x.astype(np.float32, copy=False)
-    check_points(torch.from_numpy(x), name=f"{path}: 'data'")  # empty, NaN / inf -> ValueError naming the file
+    x = hdf5_points(path, x)
     pid = pid[:, : x.shape[1]].astype(np.int64)
     if nrm is not None:
         nrm = nrm[:, : x.shape[1]].astype(np.float32)
         if not np.isfinite(nrm).all():
             raise ValueError(f"{path}: 'normal' contains NaN or inf")
-    return x, y.astype(np.int64), pid, nrm
+    return x, y, pid, nrm
 
 
 class _ShapeError(Exception):
