@@ -40,8 +40,9 @@ class VNCanonicalizer(nn.Module):
         axes: the frame columns of the two predicted axes, up axis first (see
             :func:`~pointcanon.core.frames.frame_from_vectors`). They must span the data's usual mirror
             plane, or a prior cannot make the frame the identity: ``"zy"`` (default) for z-up ModelNet40
-            and the synthetic shapes, ``"zx"`` for ShapeNet mapped to z-up. Datasets expose theirs as
-            ``frame_axes``.
+            and the synthetic shapes, ``"zx"`` for ShapeNet mapped to z-up (the ShapeNetPart datasets record
+            it as ``frame_axes``; nothing applies it automatically, pass ``axes=ds.frame_axes``). With
+            the pseudovector head (SE3 default) any pair works; the choice matters most for ``"E3"``.
 
     Shapes:
         input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``, origin
