@@ -59,15 +59,32 @@ def _print_table(rows: dict[str, dict[str, float]], protocols) -> None:
         print(f"{name:<{width}}" + "".join(f"{100 * accs[p]:>9.1f}%" for p in protocols))
 
 
+def _canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
+    """``--canonicalizer-weights``: the canonicalizer kind, its hyperparameters and the resolved path of a
+    canonicalizer file (``shipped``: the shipped upright ModelNet40 canonicalizer)."""
+    from .mesh import DEFAULT_WEIGHTS, load_canonicalizer
+
+    path = str(DEFAULT_WEIGHTS) if path == "shipped" else path
+    canon = load_canonicalizer(path)
+    found = {"VNCanonicalizer": "vn", "CandidateCanonicalizer": "candidate"}[type(canon).__name__]
+    if kind not in ("none", found):
+        raise ValueError(f"--canonicalizer-weights {path} holds a {found!r} canonicalizer, not --canonicalizer {kind}")
+    return found, dict(canon.hparams), str(Path(path).resolve())
+
+
 def cmd_train(a, **extra) -> int:
     from .train import TrainConfig, evaluate, train
 
     task = _resolve_task(getattr(a, "task", None), a.dataset)
     max_shapes = getattr(a, "max_shapes", None)
-    cfg = TrainConfig(task=task, dataset=a.dataset, data_root=a.data_root, backbone=a.backbone, canonicalizer=a.canonicalizer,
+    kind, weights = a.canonicalizer, getattr(a, "canonicalizer_weights", None)
+    if weights:
+        kind, extra["canonicalizer_kwargs"], weights = _canonicalizer_file(weights, kind)
+    cfg = TrainConfig(task=task, dataset=a.dataset, data_root=a.data_root, backbone=a.backbone, canonicalizer=kind,
                       train_rotation=a.train_rotation, prior=a.prior, prior_weight=a.prior_weight, epochs=a.epochs,
                       batch_size=a.batch_size, num_points=a.num_points, lr=a.lr, seed=a.seed,
-                      checkpoint_every=a.checkpoint_every, **extra).validate()
+                      checkpoint_every=a.checkpoint_every, canonicalizer_weights=weights,
+                      freeze_canonicalizer=getattr(a, "freeze_canonicalizer", False), **extra).validate()
     from .checkpoint import write_json
     from .distributed import init_from_env, shutdown
 
@@ -99,8 +116,10 @@ def cmd_adapt(a) -> int:
     src = TrainConfig(**load_checkpoint(a.pretrained)["config"])
     prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
     a.task, a.dataset, a.data_root = src.task, src.dataset, a.data_root or src.data_root
-    a.backbone, a.canonicalizer, a.train_rotation, a.num_points = src.backbone, "vn", src.train_rotation, src.num_points
-    a.prior, a.prior_weight = prior, (a.prior_weight if prior != "none" else 0.0)
+    a.backbone, a.train_rotation, a.num_points = src.backbone, src.train_rotation, src.num_points
+    a.prior, a.prior_weight = prior, (a.prior_weight if prior != "none" and not a.freeze_canonicalizer else 0.0)
+    if a.freeze_canonicalizer:
+        a.prior = "none"
     print(f"adapting {a.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior {prior!r}, "
           f"weight {a.prior_weight}; backbone {'fine-tuned' if a.finetune_backbone else 'frozen'}")
     extra = dict(backbone_kwargs=src.backbone_kwargs, pretrained=str(a.pretrained), freeze_backbone=not a.finetune_backbone,
@@ -183,8 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"classification: {', '.join(CLS_DATASETS)}; part segmentation: {', '.join(PARTSEG_DATASETS)}")
     t.add_argument("--data-root", default=None, help="dataset folder (not needed for synthetic)")
     t.add_argument("--backbone", choices=("pointnet", "dgcnn"), default="pointnet")
-    t.add_argument("--canonicalizer", choices=("none", "vn", "vn-approx"), default="none",
-                   help="vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors)")
+    t.add_argument("--canonicalizer", choices=("none", "vn", "vn-approx", "candidate"), default="none",
+                   help="candidate: scored principal-axis candidates + refinement (recommended); vn: vector-neuron "
+                        "regression; vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors)")
+    t.add_argument("--canonicalizer-weights", default=None, metavar="FILE",
+                   help="start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)")
+    t.add_argument("--freeze-canonicalizer", action="store_true", help="keep the canonicalizer fixed (needs weights)")
     t.add_argument("--train-rotation", choices=("none", "z", "so3"), default="none")
     t.add_argument("--prior", choices=("none", "identity", "upright", "empirical"), default="none",
                    help="empirical: distance to the nearest orientation of the --train-rotation augmentation")
@@ -206,10 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--prior", choices=("auto", "none", "identity", "upright", "empirical"), default="auto",
                     help="auto: identity if the backbone was trained upright, upright if with z-rotations, none if SO(3)")
     ad.add_argument("--prior-weight", type=float, default=1.0)
+    ad.add_argument("--canonicalizer", choices=("vn", "candidate"), default="candidate",
+                    help="candidate: scored principal-axis candidates + refinement; vn: vector-neuron regression")
+    ad.add_argument("--canonicalizer-weights", default=None, metavar="FILE",
+                    help="start from a canonicalizer file ('shipped': the upright ModelNet40 one)")
+    ad.add_argument("--freeze-canonicalizer", action="store_true",
+                    help="keep the canonicalizer of --canonicalizer-weights fixed (no prior term then)")
     ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")
     ad.add_argument("--backbone-lr", type=float, default=None, help="backbone learning rate when fine-tuned")
     ad.add_argument("--data-root", default=None, help="default: the pretrained run's")
-    ad.add_argument("--epochs", type=int, default=5)
+    ad.add_argument("--epochs", type=int, default=5,
+                    help="0: only assemble the pretrained backbone and the canonicalizer (then evaluate)")
     ad.add_argument("--batch-size", type=int, default=32)
     ad.add_argument("--lr", type=float, default=1e-3)
     ad.add_argument("--seed", type=int, default=0)

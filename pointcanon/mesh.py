@@ -45,7 +45,11 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write, write_json
+from .nn.candidates import CandidateCanonicalizer
 from .nn.canonicalizer import VNCanonicalizer
+
+# the exactly equivariant canonicalizers a canonicalizer file may hold, by the name stored in the file
+CANONICALIZER_CLASSES = {"VNCanonicalizer": VNCanonicalizer, "CandidateCanonicalizer": CandidateCanonicalizer}
 
 __all__ = [
     "canonicalize", "estimate_transform", "apply_transform", "invert_transform", "sample_surface",
@@ -86,8 +90,8 @@ def _open3d():
 # canonicalizer files
 
 
-def _check_exact(canon: nn.Module, source: str) -> VNCanonicalizer:
-    """A canonicalizer usable on meshes: an exactly equivariant VNCanonicalizer with proper frames."""
+def _check_exact(canon: nn.Module, source: str) -> VNCanonicalizer | CandidateCanonicalizer:
+    """A canonicalizer usable on meshes: an exactly equivariant canonicalizer with proper frames."""
     from .nn.approximate import ApproximateVNCanonicalizer
     from .nn.wrapper import CanonicalizedModel
 
@@ -96,25 +100,26 @@ def _check_exact(canon: nn.Module, source: str) -> VNCanonicalizer:
     if isinstance(canon, ApproximateVNCanonicalizer):
         raise ValueError(f"{source} is an approximately equivariant canonicalizer (vn-approx); meshes need the "
                          "exactly equivariant VNCanonicalizer")
-    if not isinstance(canon, VNCanonicalizer):
-        raise TypeError(f"{source} must be a VNCanonicalizer (or a CanonicalizedModel holding one), "
-                        f"got {type(canon).__name__}")
+    if not isinstance(canon, tuple(CANONICALIZER_CLASSES.values())):
+        raise TypeError(f"{source} must be a {' or '.join(CANONICALIZER_CLASSES)} (or a CanonicalizedModel holding "
+                        f"one), got {type(canon).__name__}")
     if canon.group != "SE3":
         raise ValueError(f"{source} has group={canon.group!r}, whose frames may be reflections, which would turn "
                          "the faces of a mesh inside out; use a canonicalizer with group='SE3' (proper rotations)")
     return canon
 
 
-def save_canonicalizer(canon: VNCanonicalizer, path, info: dict | None = None) -> Path:
+def save_canonicalizer(canon: VNCanonicalizer | CandidateCanonicalizer, path, info: dict | None = None) -> Path:
     """Write ``canon`` to ``path`` atomically as ``{"format": "pointcanon-canonicalizer", "version": 1,
-    "hparams", "class": "VNCanonicalizer", "state_dict", "info"}`` (``torch.save``; tensors on the CPU).
+    "hparams", "class": "VNCanonicalizer" | "CandidateCanonicalizer", "state_dict", "info"}``
+    (``torch.save``; tensors on the CPU).
 
     ``info`` is free metadata (training data, epochs, scores); keep it to plain str / int / float / bool /
     list / dict values so the file loads with ``torch.load(weights_only=True)``.
     """
-    _check_exact(canon, "the canonicalizer to save")
+    canon = _check_exact(canon, "the canonicalizer to save")
     payload = {"format": CANONICALIZER_FORMAT, "version": CANONICALIZER_VERSION, "hparams": dict(canon.hparams),
-               "class": "VNCanonicalizer",
+               "class": type(canon).__name__,
                "state_dict": {k: v.detach().cpu().clone() for k, v in canon.state_dict().items()},
                "info": dict(info or {})}
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -137,13 +142,13 @@ def load_canonicalizer(path) -> VNCanonicalizer:
     except Exception:  # not loadable as plain tensors: maybe a training checkpoint (read below) or garbage
         obj = None
     if isinstance(obj, dict) and obj.get("format") == CANONICALIZER_FORMAT:
-        if obj.get("version") != CANONICALIZER_VERSION or obj.get("class") != "VNCanonicalizer":
+        if obj.get("version") != CANONICALIZER_VERSION or obj.get("class") not in CANONICALIZER_CLASSES:
             raise ValueError(f"{path} is a canonicalizer file of version {obj.get('version')!r} / class "
                              f"{obj.get('class')!r}; this pointcanon reads version {CANONICALIZER_VERSION} "
-                             "VNCanonicalizer files")
+                             f"files of {', '.join(CANONICALIZER_CLASSES)}")
         try:
             hparams = dict(obj["hparams"])
-            canon = VNCanonicalizer(hparams.pop("group", "SE3"), **hparams)
+            canon = CANONICALIZER_CLASSES[obj["class"]](hparams.pop("group", "SE3"), **hparams)
             dtypes = {v.dtype for v in obj["state_dict"].values() if v.is_floating_point()}
             if len(dtypes) == 1:  # keep the precision it was saved in
                 canon.to(dtypes.pop())

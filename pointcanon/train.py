@@ -21,13 +21,14 @@ from .distributed import DistContext
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
 from .core.priors import EmpiricalPrior, identity_prior, upright_prior
-from .nn import CanonicalizedModel, VNCanonicalizer
+from .nn import CanonicalizedModel, CandidateCanonicalizer, VNCanonicalizer
 from .nn.backbones import BACKBONES
 from .tasks import TASKS, get_task
 
 PROTOCOLS = ("upright", "z", "so3")
 ROTATIONS = {"none": "none", "upright": "none", "z": "z", "so3": "SO3"}
 PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
+CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
 
 
 @dataclass
@@ -39,8 +40,10 @@ class TrainConfig:
     data_root: str | None = None
     backbone: str = "pointnet"
     backbone_kwargs: dict = field(default_factory=dict)
-    canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer)
+    canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer) | "candidate"
     canonicalizer_kwargs: dict = field(default_factory=dict)
+    canonicalizer_weights: str | None = None  # canonicalizer file to start from (e.g. the shipped upright one)
+    freeze_canonicalizer: bool = False
     train_rotation: str = "none"  # "none" | "z" | "so3"
     prior: str = "none"  # "none" | "identity" | "upright" | "empirical" (fitted to train_rotation)
     prior_weight: float = 0.0
@@ -58,12 +61,14 @@ class TrainConfig:
     backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
 
     def validate(self) -> "TrainConfig":
-        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, ("none", "vn", "vn-approx")),
+        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
                   ("train_rotation", self.train_rotation, ("none", "z", "so3")), ("prior", self.prior, PRIOR_CHOICES)]
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("epochs", "batch_size", "num_points"):
+        if self.epochs == 0 and not self.pretrained:
+            raise ValueError("epochs must be positive (0 only to assemble a pretrained backbone and a canonicalizer)")
+        for name in ("batch_size", "num_points") + (("epochs",) if self.epochs else ()):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -72,6 +77,14 @@ class TrainConfig:
             raise ValueError(f"prior {self.prior!r} needs a canonicalizer (--canonicalizer vn)")
         if (self.pretrained or self.freeze_backbone) and self.canonicalizer == "none":
             raise ValueError("adapting a pretrained backbone needs a canonicalizer (--canonicalizer vn)")
+        if (self.canonicalizer_weights or self.freeze_canonicalizer) and self.canonicalizer == "none":
+            raise ValueError("canonicalizer_weights / freeze_canonicalizer need a canonicalizer (--canonicalizer)")
+        if self.freeze_canonicalizer and self.freeze_backbone and self.epochs:
+            raise ValueError("the canonicalizer and the backbone are both frozen: nothing would be trained")
+        if self.freeze_canonicalizer and self.prior != "none" and self.prior_weight:
+            raise ValueError("a frozen canonicalizer cannot learn a prior: drop --prior or --freeze-canonicalizer")
+        if self.canonicalizer == "candidate" and self.prior not in ("none", "upright", "identity"):
+            raise ValueError(f"the candidate canonicalizer learns the 'upright' or 'identity' prior, not {self.prior!r}")
         if self.freeze_backbone and not self.pretrained:
             raise ValueError("freeze_backbone needs a pretrained backbone checkpoint")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -92,7 +105,22 @@ def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
         from .nn.approximate import ApproximateVNCanonicalizer
 
         return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
+    if cfg.canonicalizer == "candidate":
+        return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
+
+
+def load_canonicalizer_weights(model: CanonicalizedModel, path) -> None:
+    """Start ``model.canonicalizer`` from a canonicalizer file (:func:`pointcanon.mesh.save_canonicalizer`),
+    which must hold the same kind of canonicalizer with the same hyperparameters."""
+    from .mesh import load_canonicalizer
+
+    src = load_canonicalizer(path)
+    dst = model.canonicalizer
+    if type(src) is not type(dst) or src.hparams != dst.hparams:
+        raise ValueError(f"{path} holds a {type(src).__name__} {src.hparams}, which does not fit the "
+                         f"{type(dst).__name__} {dst.hparams} being trained; pass its hyperparameters")
+    dst.load_state_dict(src.state_dict())
 
 
 DEFAULT_PRIOR = {"none": "identity", "z": "upright", "so3": "none"}  # by the backbone's training rotation
@@ -116,9 +144,15 @@ def _train_mode(model: nn.Module, cfg: TrainConfig) -> None:
     model.train()
     if cfg.freeze_backbone:
         model.backbone.eval()  # a frozen backbone keeps its batch-norm statistics
+    if cfg.freeze_canonicalizer:
+        model.canonicalizer.eval()
 
 
 def _param_groups(model: nn.Module, cfg: TrainConfig):
+    if cfg.freeze_canonicalizer:
+        for p in model.canonicalizer.parameters():
+            p.requires_grad_(False)
+        return [{"params": list(model.backbone.parameters()), "lr": cfg.backbone_lr or cfg.lr}]
     if not cfg.pretrained:
         return [{"params": list(model.parameters()), "lr": cfg.lr}]
     for p in model.backbone.parameters():
@@ -245,6 +279,8 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
     model = build_model(cfg, sizes)
     if cfg.pretrained:
         load_pretrained_backbone(model, cfg.pretrained)
+    if cfg.canonicalizer_weights:
+        load_canonicalizer_weights(model, cfg.canonicalizer_weights)
     model.to(dist.device)
     opt = torch.optim.Adam(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr * 0.01)
@@ -311,7 +347,12 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
             x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
             output, frame = _forward(runner, x, args)
             task_loss = task.loss(output, y)
-            prior = prior_loss(cfg.prior, frame, cfg.train_rotation) if frame is not None else task_loss.new_zeros(())
+            if cfg.canonicalizer == "candidate" and cfg.prior != "none" and cfg.prior_weight:
+                prior = model.canonicalizer.fit_loss(x, cfg.prior)["loss"]  # scorer + refinement, see its doc
+            elif frame is not None:
+                prior = prior_loss(cfg.prior, frame, cfg.train_rotation)
+            else:
+                prior = task_loss.new_zeros(())
             loss = task_loss + cfg.prior_weight * prior
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
@@ -344,6 +385,8 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         epoch, step = epoch + 1, 0
         sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}
         checkpoint(epoch, 0)
+    if cfg.epochs == 0 and not resume:  # assembled, not trained
+        checkpoint(0, 0)
         if writes:
             atomic_write(out / "metrics.jsonl",
                          lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
