@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--checkpoint-every", type=int, default=0)
     ad.add_argument("--out", required=True)
     ad.add_argument("--resume", action="store_true")
+    ad.add_argument("--max-shapes", type=int, default=None, help="use only N shapes of each split (quick checks)")
     ad.set_defaults(func=cmd_adapt)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")

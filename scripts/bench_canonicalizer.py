@@ -1,8 +1,9 @@
-"""Cost of the VN canonicalizer beside the backbones it serves, printed side by side in one run:
+"""Cost of the canonicalizers (candidate, VN) beside the backbones they serve, printed side by side in one run:
 inference time ratio canonicalized/plain (B=32, N=1024), training-step time ratio, and (``--memory``)
 the peak memory of a DGCNN forward at N=8,192, B=8, plain and canonicalized.
 
     .venv/bin/python scripts/bench_canonicalizer.py [--threads 2] [--batch 32] [--points 1024] [--dgcnn] [--memory]
+        [--canonicalizers candidate vn]
 
 Peak memory: each configuration runs in a fresh subprocess; on a CPU the figure is the largest growth of
 the resident set size during the forward pass over its size just before (sampled every 2 ms from
@@ -19,6 +20,9 @@ import time
 import torch
 
 from pointcanon import CanonicalizedModel, VNCanonicalizer, build_backbone
+from pointcanon.nn import CandidateCanonicalizer
+
+CANONICALIZERS = {"candidate": lambda: CandidateCanonicalizer("SE3"), "vn": lambda: VNCanonicalizer("SE3")}
 
 
 def timeit(fn, x, repeats):
@@ -57,7 +61,7 @@ def peak_memory_child(spec: str) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_backbone("dgcnn", 40)
     if cfg["canon"]:
-        model = CanonicalizedModel(VNCanonicalizer("SE3"), model)
+        model = CanonicalizedModel(CANONICALIZERS[cfg["canon"]](), model)
     model = model.eval().to(device)
     x = torch.randn(cfg["batch"], cfg["points"], 3, device=device)
     page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -89,7 +93,7 @@ def peak_memory_child(spec: str) -> None:
     print(json.dumps({"peak_mb": peak, "seconds": seconds, "device": device}))
 
 
-def peak_memory(canon: bool, threads: int, batch: int = 8, points: int = 8192) -> dict:
+def peak_memory(canon: str | None, threads: int, batch: int = 8, points: int = 8192) -> dict:
     spec = json.dumps({"canon": canon, "threads": threads, "batch": batch, "points": points})
     out = subprocess.run([sys.executable, __file__, "--_peak-child", spec], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -103,6 +107,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dgcnn", action="store_true", help="also time DGCNN (slow on a CPU)")
     p.add_argument("--memory", action="store_true", help="peak memory of DGCNN at N=8192, B=8 (about a minute on a CPU)")
+    p.add_argument("--canonicalizers", nargs="+", choices=tuple(CANONICALIZERS), default=list(CANONICALIZERS))
     p.add_argument("--_peak-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._peak_child:
@@ -110,29 +115,34 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     x = torch.randn(a.batch, a.points, 3)
-    canon = VNCanonicalizer("SE3").eval()
-    t_canon = timeit(canon, x, a.repeats)
     print(f"B={a.batch} N={a.points} threads={a.threads}; best of {a.repeats}")
     y = torch.randint(0, 40, (a.batch,))
-    print(f"{'model':<10}{'plain s':>9}{'canon s':>9}{'canon+plain s':>15}{'infer ratio':>13}"
+    print(f"{'model':<22}{'plain s':>9}{'canon s':>9}{'canon+plain s':>15}{'infer ratio':>13}"
           f"{'train step plain s':>20}{'canon s':>9}{'train ratio':>13}")
     for name in ["pointnet"] + (["dgcnn"] if a.dgcnn else []):
         torch.manual_seed(0)
         backbone = build_backbone(name, 40).eval()
         t_plain = timeit(backbone, x, a.repeats)
-        wrapped = CanonicalizedModel(VNCanonicalizer("SE3"), build_backbone(name, 40)).eval()
-        wrapped.backbone.load_state_dict(backbone.state_dict())
-        t_wrapped = timeit(wrapped, x, a.repeats)
         s_plain = train_step_time(backbone, x, y, a.repeats)
-        s_wrapped = train_step_time(wrapped, x, y, a.repeats)
-        print(f"{name:<10}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
-              f"{s_plain:>20.4f}{s_wrapped:>9.4f}{s_wrapped / s_plain:>13.3f}")
-    print(f"canonicalizer parameters: {sum(p.numel() for p in canon.parameters())}")
+        backbone.eval()
+        for kind in a.canonicalizers:
+            canon = CANONICALIZERS[kind]().eval()
+            t_canon = timeit(canon, x, a.repeats)
+            wrapped = CanonicalizedModel(canon, build_backbone(name, 40)).eval()
+            wrapped.backbone.load_state_dict(backbone.state_dict())
+            t_wrapped = timeit(wrapped, x, a.repeats)
+            s_wrapped = train_step_time(wrapped, x, y, a.repeats)
+            print(f"{name + ' + ' + kind:<22}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
+                  f"{s_plain:>20.4f}{s_wrapped:>9.4f}{s_wrapped / s_plain:>13.3f}")
+    for kind in a.canonicalizers:
+        print(f"{kind} canonicalizer parameters: {sum(p.numel() for p in CANONICALIZERS[kind]().parameters())}")
     if a.memory:
-        plain, wrapped = peak_memory(False, a.threads), peak_memory(True, a.threads)
-        print(f"DGCNN forward, N=8192, B=8 ({plain['device']}): peak plain {plain['peak_mb']:.0f} MB "
-              f"({plain['seconds']:.1f} s), canonicalized {wrapped['peak_mb']:.0f} MB ({wrapped['seconds']:.1f} s), "
-              f"ratio {wrapped['peak_mb'] / plain['peak_mb']:.3f}")
+        plain = peak_memory(None, a.threads)
+        for kind in a.canonicalizers:
+            wrapped = peak_memory(kind, a.threads)
+            print(f"DGCNN forward, N=8192, B=8 ({plain['device']}): peak plain {plain['peak_mb']:.0f} MB "
+                  f"({plain['seconds']:.1f} s), + {kind} {wrapped['peak_mb']:.0f} MB ({wrapped['seconds']:.1f} s), "
+                  f"ratio {wrapped['peak_mb'] / plain['peak_mb']:.3f}")
 
 
 if __name__ == "__main__":

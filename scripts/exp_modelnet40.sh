@@ -1,19 +1,56 @@
 #!/usr/bin/env bash
-# The CPU-sized ModelNet40 protocol of the README (issues 2 and 3): plain vs canonicalized PointNet,
-# and the adaptation of a pretrained PointNet with and without the prior.
-#   bash scripts/exp_modelnet40.sh [ROOT] [OUT]
-# Environment: EPOCHS (default 6), POINTS (default 512), ADAPT_EPOCHS (default 3), THREADS (default 2).
+# Every table of README's "Results" (issue "1 of 5"), on 2 CPU threads:
+#   1. canonicalizers trained with a prior alone (upright = the shipped weights; identity), scored on
+#      the ModelNet40 test split, and the ablation (old VN recipe, no tilt grid, refinement);
+#   2. a plain PointNet trained with z rotations (EPOCHS, POINTS) and its adaptation with the upright
+#      canonicalizer: frozen backbone (assembled, no training), fine-tuned backbone, and no prior;
+#   3. a canonicalized PointNet trained from scratch beside the plain one (same epochs, points, seed);
+#   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter.
+# Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
+#   bash scripts/exp_modelnet40.sh [OUT]
+# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (20000), ABLATION_STEPS (3000), ADAPT_EPOCHS (2),
+#              SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
 set -euo pipefail
-ROOT=${1:-../shared/data/modelnet40_hdf5_1024}
-OUT=${2:-runs/mn40}
-EPOCHS=${EPOCHS:-6}; POINTS=${POINTS:-512}; ADAPT_EPOCHS=${ADAPT_EPOCHS:-3}; THREADS=${THREADS:-2}
+OUT=${1:-runs/mn40}
+MN40=${MN40:-../shared/data/modelnet40_hdf5_1024}
+SHAPENET=${SHAPENET:-../shared/data/shapenet_part_pseudo_hdf5_2048}
+EPOCHS=${EPOCHS:-10}; POINTS=${POINTS:-512}; CANON_STEPS=${CANON_STEPS:-20000}; ABLATION_STEPS=${ABLATION_STEPS:-3000}
+ADAPT_EPOCHS=${ADAPT_EPOCHS:-2}; SEG_EPOCHS=${SEG_EPOCHS:-10}; THREADS=${THREADS:-2}
+PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
-COMMON="--dataset modelnet40 --data-root $ROOT --num-points $POINTS --epochs $EPOCHS --batch-size 32 --seed 0"
-run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0; /usr/bin/time -f "$out: %e s" $PC "$@" --out "$OUT/$out"; }
-run plain_z   train $COMMON --canonicalizer none --train-rotation z
-run canon_z   train $COMMON --canonicalizer vn   --train-rotation z
-run adapt_prior   adapt --pretrained "$OUT/plain_z/last.pt" --epochs "$ADAPT_EPOCHS" --prior upright --prior-weight 1.0
-run adapt_noprior adapt --pretrained "$OUT/plain_z/last.pt" --epochs "$ADAPT_EPOCHS" --prior none
-run plain_so3 train $COMMON --canonicalizer none --train-rotation so3
-run canon_so3 train $COMMON --canonicalizer vn   --train-rotation so3
-.venv/bin/python scripts/report_modelnet40.py "$OUT"
+mkdir -p "$OUT/canon"
+canon() { local out=$1; shift; [ -f "$OUT/canon/$out.pt" ] && return 0
+          $PY scripts/train_upright_canonicalizer.py --threads "$THREADS" --out "$OUT/canon/$out.pt" "$@"; }
+run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0
+        local resume=(); [ -f "$OUT/$out/last.pt" ] && resume=(--resume)
+        /usr/bin/time -f "$out: %e s" $PC "$@" --out "$OUT/$out" "${resume[@]}"; }
+
+# 1. canonicalizers (prior alone) and the ablation
+canon upright --steps "$CANON_STEPS"
+canon identity --steps "$CANON_STEPS" --prior identity
+canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
+canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0
+canon abl_tilt --steps "$ABLATION_STEPS"
+canon abl_tilt_refine --steps "$ABLATION_STEPS" --refine
+canon abl_tilt_256 --steps "$ABLATION_STEPS" --num-points 256
+
+# 2. adaptation of a plain PointNet trained with z rotations
+COMMON="--dataset modelnet40 --data-root $MN40 --num-points $POINTS --batch-size 32 --seed 0"
+run plain_z train $COMMON --epochs "$EPOCHS" --canonicalizer none --train-rotation z --checkpoint-every 100
+run adapt_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
+    --freeze-canonicalizer --epochs 0
+run adapt_finetune adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
+    --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS"
+run adapt_noprior adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer candidate --prior none --epochs 0
+
+# 3. from scratch, beside plain_z
+run canon_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \
+    --train-rotation z --checkpoint-every 100
+
+# 4. ShapeNetPart (pseudo labels): a canonicalizer for its (z-up mapped) shapes, then the segmenters
+canon shapenet_upright --dataset shapenetpart --data-root "$SHAPENET" --steps "$CANON_STEPS"
+SEG="--dataset shapenetpart --data-root $SHAPENET --num-points $POINTS --batch-size 32 --seed 0 --epochs $SEG_EPOCHS"
+run seg_plain_z train $SEG --canonicalizer none --train-rotation z
+run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z
+
+$PY scripts/report_modelnet40.py "$OUT"

@@ -1,90 +1,131 @@
-"""Collect the ModelNet40 runs of scripts/exp_modelnet40.sh into one table (markdown) and plot the
-angle between the predicted canonical frame and the identity on upright test shapes.
+"""Print the tables of scripts/exp_modelnet40.sh (markdown) from its run folder and save them as
+``OUT/tables.md``; also plot the up-axis angle of the canonicalizers on the test shapes.
 
     .venv/bin/python scripts/report_modelnet40.py runs/mn40
+
+Missing runs are reported on stderr and left out of the tables.
 """
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import torch
 
-from pointcanon.checkpoint import atomic_write, write_json
-from pointcanon.core import geodesic_angle
-from pointcanon.datasets import build_dataset
-from pointcanon.nn import CanonicalizedModel
-from pointcanon.tasks import Classification
-from pointcanon.train import load_model
+from pointcanon.checkpoint import atomic_write
 
-ROWS = [  # (run folder, label, protocols to show)
-    ("plain_z", "PointNet, trained z", ("upright", "z", "so3")),
-    ("canon_z", "VN-canonicalized PointNet, trained z", ("upright", "z", "so3")),
-    ("plain_so3", "PointNet, trained SO(3)", ("upright", "z", "so3")),
-    ("canon_so3", "VN-canonicalized PointNet, trained SO(3)", ("upright", "z", "so3")),
-    ("adapt_noprior", "pretrained PointNet (z) + canonicalizer, prior weight 0", ("upright", "z", "so3")),
-    ("adapt_prior", "pretrained PointNet (z) + canonicalizer, upright prior", ("upright", "z", "so3")),
+CANONICALIZERS = [  # (file stem, label)
+    ("upright", "**shipped**: candidate, upright prior"),
+    ("identity", "candidate, identity prior"),
+    ("abl_vn", "ablation: VN regression (previous recipe), 256 points"),
+    ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
+    ("abl_tilt", "ablation: candidate (default: tilt grid)"),
+    ("abl_tilt_refine", "ablation: candidate + learned refinement"),
+    ("abl_tilt_256", "ablation: candidate, 256 points seen"),
+    ("shapenet_upright", "ShapeNetPart: candidate, upright prior"),
 ]
+ADAPT = [
+    ("plain_z", "(a) PointNet trained z (the pretrained backbone)"),
+    ("adapt_frozen", "(b) + upright canonicalizer, both frozen (no training)"),
+    ("adapt_finetune", "(c) + upright canonicalizer (frozen), backbone fine-tuned"),
+    ("adapt_noprior", "(d) + candidate canonicalizer without prior (untrained choice)"),
+]
+SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped canonicalizer, frozen)")]
+SEG = [("seg_plain_z", "PointNet segmenter"), ("seg_canon_z", "canonicalized PointNet segmenter")]
 
 
-@torch.no_grad()
-def frame_angles(model: CanonicalizedModel, dataset, batch_size: int = 64) -> dict:
-    """Angles (degrees) of the canonical frame vs the identity, and of its up axis vs z, on upright shapes."""
-    full, tilt = [], []
-    for start in range(0, len(dataset), batch_size):
-        x, _, _ = Classification.collate(dataset, range(start, min(len(dataset), start + batch_size)))
-        frame = model.canonicalizer(x).frame
-        full.append(geodesic_angle(frame))
-        tilt.append(torch.acos(frame[:, 2, 2].clamp(-1, 1)))  # angle between R^T e_z and e_z
-    full, tilt = torch.cat(full), torch.cat(tilt)
-    return {"frame_deg": (full * 180 / math.pi).tolist(), "tilt_deg": (tilt * 180 / math.pi).tolist()}
+def _eval(runs: Path, name: str) -> dict | None:
+    path = runs / name / "eval.json"
+    if not path.is_file():
+        print(f"missing {path}; row left out", file=sys.stderr)
+        return None
+    return json.loads(path.read_text())
+
+
+def _config(runs: Path, name: str) -> dict:
+    path = runs / name / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def canonicalizer_table(runs: Path) -> list[str]:
+    lines = ["| canonicalizer | steps | parameters | train time | up ≤ 10° | up ≤ 20° | median up angle | frame ≤ 15° of I |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stem, label in CANONICALIZERS:
+        path = runs / "canon" / f"{stem}.pt"
+        if not path.is_file():
+            print(f"missing {path}; row left out", file=sys.stderr)
+            continue
+        info = torch.load(path, map_location="cpu", weights_only=True)["info"]
+        t = info["test"]
+        lines.append(f"| {label} | {info['steps']} | {info['parameters']:,} | {info['train_seconds'] / 60:.1f} min "
+                     f"| {100 * t['up_within_10deg']:.1f} | {100 * t['up_within_20deg']:.1f} | "
+                     f"{t['median_up_angle_deg']:.1f}° | {100 * t['frame_within_15deg']:.1f} |")
+    return lines
+
+
+def accuracy_table(runs: Path, rows, header: str) -> list[str]:
+    lines = [f"| {header} | z/upright | z/z | z/SO(3) | epochs | train time |", "|---|---|---|---|---|---|"]
+    for name, label in rows:
+        ev = _eval(runs, name)
+        if ev is None:
+            continue
+        p = ev["protocols"]
+        epochs = _config(runs, name).get("epochs", "?")
+        lines.append(f"| {label} | {100 * p['upright']['acc']:.1f} | {100 * p['z']['acc']:.1f} | "
+                     f"{100 * p['so3']['acc']:.1f} | {epochs} | {ev.get('train_seconds', 0) / 60:.0f} min |")
+    return lines
+
+
+def segmentation_table(runs: Path) -> list[str]:
+    lines = ["| model | z/z instance mIoU | z/z class mIoU | z/SO(3) instance mIoU | z/SO(3) class mIoU | epochs | train time |",
+             "|---|---|---|---|---|---|---|"]
+    for name, label in SEG:
+        ev = _eval(runs, name)
+        if ev is None:
+            continue
+        p = ev["protocols"]
+        epochs = _config(runs, name).get("epochs", "?")
+        lines.append(f"| {label} | {100 * p['z']['instance_miou']:.1f} | {100 * p['z']['class_miou']:.1f} | "
+                     f"{100 * p['so3']['instance_miou']:.1f} | {100 * p['so3']['class_miou']:.1f} | {epochs} | "
+                     f"{ev.get('train_seconds', 0) / 60:.0f} min |")
+    return lines
+
+
+def plot_curves(runs: Path) -> None:
+    """Up axis within 10 deg (500 test shapes) against training time, one line per canonicalizer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for stem, label in CANONICALIZERS:
+        path = runs / "canon" / f"{stem}.pt"
+        if not path.is_file() or stem.startswith("shapenet"):
+            continue
+        curve = torch.load(path, map_location="cpu", weights_only=True)["info"].get("curve", [])
+        if curve:
+            ax.plot([c["seconds"] / 60 for c in curve], [100 * c["up_within_10deg"] for c in curve], "o-",
+                    label=label.replace("**", ""), ms=3)
+    ax.set(xlabel="training time (min, 1-2 CPU threads)", ylabel="up axis within 10° (%)",
+           title="ModelNet40 test shapes")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    atomic_write(runs / "canonicalizer_curves.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path)
     a = p.parse_args()
-    lines = ["| model | z/upright | z/z | z/SO(3) | train time |", "|---|---|---|---|---|"]
-    angles = {}
-    test_set = None
-    for folder, label, protocols in ROWS:
-        ev = a.runs / folder / "eval.json"
-        if not ev.exists():
-            print(f"missing {ev}; skipped", file=sys.stderr)
-            continue
-        res = json.loads(ev.read_text())
-        accs = " | ".join(f"{100 * res['protocols'][p]['acc']:.1f}" for p in protocols)
-        if folder.endswith("so3"):
-            label = label.replace("trained SO(3)", "trained SO(3) (columns: SO(3)/upright, SO(3)/z, SO(3)/SO(3))")
-        lines.append(f"| {label} | {accs} | {res['train_seconds'] / 60:.0f} min |")
-        if folder.startswith("adapt"):
-            model, cfg, _ = load_model(a.runs / folder / "last.pt")
-            if test_set is None:
-                test_set = build_dataset(cfg.dataset, cfg.data_root, "test", cfg.num_points)
-            angles[folder] = frame_angles(model, test_set)
-    table = "\n".join(lines)
-    print(table)
-    atomic_write(a.runs / "table.md", lambda tmp: Path(tmp).write_text(table + "\n"))
-    if angles:
-        write_json(a.runs / "frame_angles.json", angles)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for key, ax, title in (("frame_deg", axes[0], "angle(frame, identity)"),
-                               ("tilt_deg", axes[1], "tilt of the up axis")):
-            for name, d in angles.items():
-                ax.hist(d[key], bins=36, range=(0, 180), alpha=0.6, label=name)
-            ax.set(xlabel="degrees", ylabel="test shapes (upright)", title=title)
-            ax.legend()
-        fig.tight_layout()
-        atomic_write(a.runs / "frame_angles.png", lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-        for name, d in angles.items():
-            t = torch.tensor(d["tilt_deg"])
-            print(f"{name}: median tilt {t.median():.1f} deg, {100 * (t < 10).double().mean():.1f}% of shapes within 10 deg")
+    parts = [("Canonicalizers (prior alone), ModelNet40 test split", canonicalizer_table(a.runs)),
+             ("Adapting a pretrained PointNet", accuracy_table(a.runs, ADAPT, "model")),
+             ("From scratch, side by side", accuracy_table(a.runs, SCRATCH, "model")),
+             ("ShapeNetPart (pseudo labels)", segmentation_table(a.runs))]
+    text = "\n\n".join(f"### {title}\n\n" + "\n".join(lines) for title, lines in parts)
+    print(text)
+    atomic_write(a.runs / "tables.md", lambda tmp: Path(tmp).write_text(text + "\n"))
+    plot_curves(a.runs)
 
 
 if __name__ == "__main__":

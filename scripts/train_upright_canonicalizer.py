@@ -48,8 +48,9 @@ def build(kind: str, a) -> torch.nn.Module:
     hidden = tuple(int(h) for h in a.hidden.split(",")) if a.hidden else None
     if kind == "vn":
         return VNCanonicalizer("SE3", num_points=a.num_points, **({"hidden": hidden} if hidden else {}))
-    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=not a.no_refine,
-                                  **({"hidden": hidden} if hidden else {}))
+    tilts = {} if a.tilts is None else {"tilts": tuple(float(t) for t in a.tilts.split(","))}
+    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=a.refine,
+                                  **({"hidden": hidden} if hidden else {}), **tilts)
 
 
 def batch_of(train: torch.Tensor, a, g: torch.Generator) -> torch.Tensor:
@@ -82,7 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--num-points", type=int, default=128, help="points the network sees")
     p.add_argument("--min-points", type=int, default=256, help="fewest points of a training cloud")
     p.add_argument("--jitter", type=float, default=0.005)
-    p.add_argument("--no-refine", action="store_true", help="candidate: no learned correction")
+    p.add_argument("--refine", action="store_true", help="candidate: add the learned correction M")
+    p.add_argument("--tilts", default=None, help="candidate: tilt grid in degrees, comma separated ('0': none)")
     p.add_argument("--eval-every", type=int, default=2000, help="score 500 test shapes every N steps (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)

@@ -15,6 +15,7 @@ import trimesh
 
 from conftest import SHARED_DATA, require
 from pointcanon import VNCanonicalizer
+from pointcanon.nn import CandidateCanonicalizer
 from pointcanon.core.groups import random_rigid_motion
 from pointcanon.datasets.modelnet import load_off
 from pointcanon.mesh import (DEFAULT_WEIGHTS, CanonicalFrame, DegenerateFrameWarning, apply_transform, canonicalize,
@@ -29,9 +30,11 @@ TOL = 1e-4  # of the mesh radius; float64 gives ~1e-14
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=["vn", "candidate"])
+def model(request):
     torch.manual_seed(0)
+    if request.param == "candidate":
+        return CandidateCanonicalizer(hidden=(16, 32, 64)).double().eval()
     return VNCanonicalizer(group="SE3").double().eval()
 
 
@@ -383,7 +386,7 @@ def test_load_canonicalizer_from_training_checkpoint(tmp_path):
 def test_default_canonicalizer():
     if DEFAULT_WEIGHTS.is_file():
         canon = load_default_canonicalizer()
-        assert isinstance(canon, VNCanonicalizer) and canon.group == "SE3"
+        assert isinstance(canon, CandidateCanonicalizer) and canon.group == "SE3"
         return
     with pytest.raises(FileNotFoundError, match=str(DEFAULT_WEIGHTS)):
         load_default_canonicalizer()

@@ -30,7 +30,8 @@ How (``x`` centred, ``(B, N, 3)``):
 
 The input is degenerate (flagged, conditioning 0) when two covariance eigenvalues nearly coincide
 (relative gap below ``degenerate_tol``: the principal axes are not unique), or the two best logits
-nearly tie (``margin_tol``). Otherwise ``conditioning`` is the relative eigengap: rounding errors of
+nearly tie (``margin_tol``); a cloud with no extent (all points coincide) gets the identity frame.
+Otherwise ``conditioning`` is the relative eigengap: rounding errors of
 the input move the frame by about (relative rounding error) / conditioning. The frame of a flagged input is still the computed one (finite,
 deterministic), not a fallback, because its up axis is often still right (a bottle); it is not
 guaranteed to be equivariant.
@@ -80,10 +81,10 @@ def tilt_rotations(tilts_deg, dtype=torch.float64) -> Tensor:
     return (rx[:, None] @ ry[None, :]).reshape(-1, 3, 3).to(dtype)
 
 
-def principal_frames(centred: Tensor) -> tuple[Tensor, Tensor]:
+def principal_frames(centred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Principal axes of centred clouds ``(B, N, 3)``: frames ``(B, 3, 3)`` (columns by ascending
-    eigenvalue, det +1, float64, detached) and the relative eigengap ``(B,)`` in [0, 1]
-    (``min(l2 - l1, l3 - l2) / l3``; 0 for a cloud with no extent)."""
+    eigenvalue, det +1, float64, detached), the relative eigengap ``(B,)`` in [0, 1]
+    (``min(l2 - l1, l3 - l2) / l3``; 0 for a cloud with no extent) and the largest eigenvalue ``(B,)``."""
     with torch.no_grad():
         x = centred.detach().double()
         cov = x.transpose(1, 2) @ x / x.shape[1]
@@ -94,7 +95,7 @@ def principal_frames(centred: Tensor) -> tuple[Tensor, Tensor]:
         gap = torch.minimum(evals[:, 1] - evals[:, 0], evals[:, 2] - evals[:, 1])
         tiny = torch.finfo(torch.float64).tiny ** 0.5
         rel = torch.where(top > tiny, gap / top.clamp_min(tiny), torch.zeros_like(top)).clamp(0, 1)
-    return evecs, rel
+    return evecs, rel, top
 
 
 class PointBatchNorm(nn.BatchNorm1d):
@@ -187,18 +188,23 @@ class CandidateCanonicalizer(nn.Module):
     def num_candidates(self) -> int:
         return self.candidates.shape[0]
 
-    def _prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Centroid ``(B, 3)``, candidate frames ``(B, K, 3, 3)`` (x's dtype), eigengap ``(B,)`` and the
-        network's view of the cloud ``(B, M, 3)`` in the principal frame ``F0`` (not flipped)."""
+    def _prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Centroid ``(B, 3)``, candidate frames ``(B, K, 3, 3)`` (x's dtype), eigengap ``(B,)``, the
+        network's view of the cloud ``(B, M, 3)`` in the principal frame ``F0`` (not flipped) and
+        whether the cloud has no extent ``(B,)``."""
         check_points(x)
         centroid = x.mean(1)
         centred = x - centroid.unsqueeze(1)
-        f0, gap = principal_frames(centred)
+        f0, gap, top = principal_frames(centred)
+        # no extent (all points coincide, up to the rounding of the centroid): no orientation at all
+        scale = x.detach().abs().amax((1, 2)).double()
+        no_extent = top.sqrt() <= 1e-6 * scale
+        gap = torch.where(no_extent, torch.zeros_like(gap), gap)
         cands = (f0.unsqueeze(1) @ self.candidates64.double().unsqueeze(0)).to(x.dtype)
         n = x.shape[1]
         pts = centred if self.num_points is None or self.num_points >= n else \
             centred[:, fixed_index_sample(n, self.num_points, device=x.device)]
-        return centroid, cands, gap.to(x.dtype), pts @ f0.to(x.dtype)
+        return centroid, cands, gap.to(x.dtype), pts @ f0.to(x.dtype), no_extent
 
     def _pooled(self, pts: Tensor) -> Tensor:
         return self.trunk(pts).amax(-2)
@@ -222,12 +228,13 @@ class CandidateCanonicalizer(nn.Module):
         return m, degenerate
 
     def forward(self, x: Tensor) -> Canonicalization:
-        centroid, cands, gap, view = self._prepare(x)
+        centroid, cands, gap, view, no_extent = self._prepare(x)
         logits = self.candidate_logits(view)
         index = logits.argmax(-1)
         m, m_degenerate = self._correction(view, self.candidates.to(x.dtype)[index])
         rows = torch.arange(x.shape[0], device=x.device)
         frame = cands[rows, index] @ m
+        frame = torch.where(no_extent[:, None, None], torch.eye(3, dtype=x.dtype, device=x.device), frame)
         canonical = (x - centroid.unsqueeze(1)) @ frame
         with torch.no_grad():
             top2 = logits.topk(min(2, logits.shape[1]), -1).values
@@ -253,7 +260,7 @@ class CandidateCanonicalizer(nn.Module):
         """
         if prior not in FIT_PRIORS:
             raise ValueError(f"prior must be one of {FIT_PRIORS} for a CandidateCanonicalizer, got {prior!r}")
-        _, cands, _, view = self._prepare(x)
+        _, cands, _, view, _ = self._prepare(x)
         logits = self.candidate_logits(view)
         with torch.no_grad():
             if prior == "upright":
