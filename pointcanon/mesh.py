@@ -1,6 +1,7 @@
 """Canonicalize meshes and point clouds of Open3D and trimesh (and plain ``(N, 3)`` arrays / tensors).
 
-A :class:`~pointcanon.nn.VNCanonicalizer` (group ``"SE3"``) predicts a proper rotation ``R`` and an
+A canonicalizer (:class:`~pointcanon.nn.CandidateCanonicalizer` by default, or a
+:class:`~pointcanon.nn.VNCanonicalizer`; group ``"SE3"``) predicts a proper rotation ``R`` and an
 origin ``o`` for the shape; the shape is moved by the rigid transform ``T`` (4x4, column-vector
 convention) that takes input coordinates to canonical ones::
 
@@ -99,7 +100,7 @@ def _check_exact(canon: nn.Module, source: str) -> VNCanonicalizer | CandidateCa
         canon = canon.canonicalizer
     if isinstance(canon, ApproximateVNCanonicalizer):
         raise ValueError(f"{source} is an approximately equivariant canonicalizer (vn-approx); meshes need the "
-                         "exactly equivariant VNCanonicalizer")
+                         "exactly equivariant CandidateCanonicalizer or VNCanonicalizer")
     if not isinstance(canon, tuple(CANONICALIZER_CLASSES.values())):
         raise TypeError(f"{source} must be a {' or '.join(CANONICALIZER_CLASSES)} (or a CanonicalizedModel holding "
                         f"one), got {type(canon).__name__}")
@@ -125,7 +126,7 @@ def save_canonicalizer(canon: VNCanonicalizer | CandidateCanonicalizer, path, in
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_canonicalizer(path) -> VNCanonicalizer:
+def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
     """Load a canonicalizer (eval mode, CPU, in the dtype it was saved in) from a file of
     :func:`save_canonicalizer` or from a ``pointcanon train`` checkpoint of a canonicalized model (its
     canonicalizer part).
@@ -171,22 +172,22 @@ def load_canonicalizer(path) -> VNCanonicalizer:
     return canon.eval()
 
 
-def load_default_canonicalizer() -> VNCanonicalizer:
+def load_default_canonicalizer() -> CandidateCanonicalizer:
     """The shipped canonicalizer, ``pointcanon/weights/upright_modelnet40.pt`` (trained on upright
     ModelNet40 with an upright prior). Raises ``FileNotFoundError`` naming the file when it is missing."""
     if not DEFAULT_WEIGHTS.is_file():
         raise FileNotFoundError(
             f"the default canonicalizer weights {DEFAULT_WEIGHTS} are not installed: pass model= a "
-            "VNCanonicalizer or the path of a canonicalizer file / pointcanon checkpoint (--model PATH)")
+            "canonicalizer module or the path of a canonicalizer file / pointcanon checkpoint (--model PATH)")
     return load_canonicalizer(DEFAULT_WEIGHTS)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_float64(path: str, mtime_ns: int, size: int) -> VNCanonicalizer:
+def _load_float64(path: str, mtime_ns: int, size: int) -> VNCanonicalizer | CandidateCanonicalizer:
     return copy.deepcopy(load_canonicalizer(path)).to(torch.float64).eval()
 
 
-def _float64_model(model) -> VNCanonicalizer:
+def _float64_model(model) -> VNCanonicalizer | CandidateCanonicalizer:
     """A float64, eval-mode canonicalizer for ``model`` (None, a path, or a module); never ``model`` itself."""
     if model is None:
         if not DEFAULT_WEIGHTS.is_file():
@@ -199,7 +200,7 @@ def _float64_model(model) -> VNCanonicalizer:
         st = path.stat()
         return _load_float64(str(path), st.st_mtime_ns, st.st_size)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a VNCanonicalizer, the path of a canonicalizer file / checkpoint, or None "
+        raise TypeError(f"model must be a CandidateCanonicalizer or VNCanonicalizer, the path of a canonicalizer file / checkpoint, or None "
                         f"(the default weights), got {type(model).__name__}")
     canon = _check_exact(model, "model")
     return copy.deepcopy(canon).to(torch.float64).eval()
@@ -235,7 +236,7 @@ def _kind(geometry) -> str:
 
 def _check_coords(v: np.ndarray, what: str) -> np.ndarray:
     if v.ndim != 2 or v.shape[1] != 3:
-        hint = "; canonicalize one shape at a time, or call VNCanonicalizer on a batch" if v.ndim == 3 else ""
+        hint = "; canonicalize one shape at a time, or call the canonicalizer on a batch" if v.ndim == 3 else ""
         raise ValueError(f"{what} must have shape (N, 3), got {tuple(v.shape)}{hint}")
     if v.shape[0] == 0:
         raise ValueError(f"{what} is empty (no points)")

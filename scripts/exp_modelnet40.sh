@@ -8,13 +8,16 @@
 #   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter.
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
-# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (20000), ABLATION_STEPS (3000), ADAPT_EPOCHS (2),
-#              SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
+# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (20000), IDENTITY_STEPS (10000), SHAPENET_STEPS (8000),
+#              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
+# Stages are independent once their inputs exist: to use two cores, run two copies of this script with
+# THREADS=1 (each skips what the other finished; do not start the same run twice).
 set -euo pipefail
 OUT=${1:-runs/mn40}
 MN40=${MN40:-../shared/data/modelnet40_hdf5_1024}
 SHAPENET=${SHAPENET:-../shared/data/shapenet_part_pseudo_hdf5_2048}
 EPOCHS=${EPOCHS:-10}; POINTS=${POINTS:-512}; CANON_STEPS=${CANON_STEPS:-20000}; ABLATION_STEPS=${ABLATION_STEPS:-3000}
+IDENTITY_STEPS=${IDENTITY_STEPS:-10000}; SHAPENET_STEPS=${SHAPENET_STEPS:-8000}
 ADAPT_EPOCHS=${ADAPT_EPOCHS:-2}; SEG_EPOCHS=${SEG_EPOCHS:-10}; THREADS=${THREADS:-2}
 PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
@@ -27,12 +30,12 @@ run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0
 
 # 1. canonicalizers (prior alone) and the ablation
 canon upright --steps "$CANON_STEPS"
-canon identity --steps "$CANON_STEPS" --prior identity
+canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
-canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0
-canon abl_tilt --steps "$ABLATION_STEPS"
-canon abl_tilt_refine --steps "$ABLATION_STEPS" --refine
-canon abl_tilt_256 --steps "$ABLATION_STEPS" --num-points 256
+canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0
+canon abl_tilt --steps "$ABLATION_STEPS" --local-k 0
+canon abl_local --steps "$ABLATION_STEPS"
+canon abl_local_refine --steps "$ABLATION_STEPS" --refine
 
 # 2. adaptation of a plain PointNet trained with z rotations
 COMMON="--dataset modelnet40 --data-root $MN40 --num-points $POINTS --batch-size 32 --seed 0"
@@ -48,7 +51,7 @@ run canon_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon
     --train-rotation z --checkpoint-every 100
 
 # 4. ShapeNetPart (pseudo labels): a canonicalizer for its (z-up mapped) shapes, then the segmenters
-canon shapenet_upright --dataset shapenetpart --data-root "$SHAPENET" --steps "$CANON_STEPS"
+canon shapenet_upright --dataset shapenetpart --data-root "$SHAPENET" --steps "$SHAPENET_STEPS" --local-k 0
 SEG="--dataset shapenetpart --data-root $SHAPENET --num-points $POINTS --batch-size 32 --seed 0 --epochs $SEG_EPOCHS"
 run seg_plain_z train $SEG --canonicalizer none --train-rotation z
 run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z

@@ -19,9 +19,9 @@ CANONICALIZERS = [  # (file stem, label)
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
-    ("abl_tilt", "ablation: candidate (default: tilt grid)"),
-    ("abl_tilt_refine", "ablation: candidate + learned refinement"),
-    ("abl_tilt_256", "ablation: candidate, 256 points seen"),
+    ("abl_tilt", "ablation: candidate, tilt grid"),
+    ("abl_local", "ablation: candidate, tilt grid + local offsets (the shipped design)"),
+    ("abl_local_refine", "ablation: as above + learned refinement"),
     ("shapenet_upright", "ShapeNetPart: candidate, upright prior"),
 ]
 ADAPT = [

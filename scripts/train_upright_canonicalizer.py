@@ -49,7 +49,7 @@ def build(kind: str, a) -> torch.nn.Module:
     if kind == "vn":
         return VNCanonicalizer("SE3", num_points=a.num_points, **({"hidden": hidden} if hidden else {}))
     tilts = {} if a.tilts is None else {"tilts": tuple(float(t) for t in a.tilts.split(","))}
-    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=a.refine,
+    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=a.refine, local_k=a.local_k,
                                   **({"hidden": hidden} if hidden else {}), **tilts)
 
 
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     p.add_argument("--min-points", type=int, default=256, help="fewest points of a training cloud")
     p.add_argument("--jitter", type=float, default=0.005)
     p.add_argument("--refine", action="store_true", help="candidate: add the learned correction M")
+    p.add_argument("--views", type=int, default=4, help="candidate: point subsets scored at inference (training: 1)")
+    p.add_argument("--local-k", type=int, default=10, help="candidate: neighbours of the local offset feature (0: none)")
     p.add_argument("--tilts", default=None, help="candidate: tilt grid in degrees, comma separated ('0': none)")
     p.add_argument("--eval-every", type=int, default=2000, help="score 500 test shapes every N steps (0: never)")
     p.add_argument("--seed", type=int, default=0)
@@ -123,6 +125,8 @@ def main(argv=None) -> int:
             curve.append({"step": step + 1, "seconds": round(time.time() - t0, 1), **s})
             tqdm.write(f"step {step + 1}: up within 10 deg {100 * s['up_within_10deg']:.1f}% (500 test shapes)")
     seconds = time.time() - t0
+    if a.kind == "candidate":
+        canon.views = a.views
     scores = frame_scores(canon, test)
     curve.append({"step": a.steps, "seconds": round(seconds, 1), **scores})
     info = {"data": description, "kind": a.kind,

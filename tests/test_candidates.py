@@ -73,7 +73,8 @@ def test_principal_frames_are_equivariant_up_to_sign(modelnet_test_shapes):
     assert torch.allclose(gap, gap2, atol=1e-12) and (gap > 0).all()
 
 
-@pytest.mark.parametrize("group, options", [("SE3", {}), ("E3", {}), ("SE3", {"refine": False, "tilts": ()})])
+@pytest.mark.parametrize("group, options", [("SE3", {}), ("E3", {}), ("SE3", {"refine": False, "tilts": ()}),
+                                            ("SE3", {"local_k": 8})])
 def test_canonical_coordinates_invariant_on_real_shapes_float64(modelnet_test_shapes, group, options):
     err, _, degenerate = _errors(_model(group, **options), modelnet_test_shapes, group, torch.float64)
     assert degenerate.float().mean() <= 0.05, degenerate.float().mean()
@@ -99,6 +100,14 @@ def test_the_check_would_catch_a_broken_candidate_set(modelnet_test_shapes):
     model.score[-1] = torch.nn.Linear(128, 1)
     err, _, _ = _errors(model, modelnet_test_shapes[:8], "SE3", torch.float64, motions=5)
     assert err.max() > 1e-2
+
+
+def test_frames_do_not_depend_on_scale(modelnet_test_shapes):
+    model = _model(local_k=8).double()
+    x = modelnet_test_shapes[:8].double()
+    with torch.no_grad():
+        a, b = model(x), model(250.0 * x + 3.0)
+    assert (a.frame - b.frame).abs().max() < 1e-9 and torch.equal(a.index, b.index)
 
 
 def test_se3_keeps_chirality_e3_collapses_it(modelnet_test_shapes):
@@ -166,7 +175,7 @@ def test_bad_arguments():
     for kwargs, match in [(dict(group="SO3"), "group"), (dict(num_points=0), "num_points"),
                           (dict(hidden=()), "hidden"), (dict(degenerate_tol=-1.0), "tolerances"),
                           (dict(tilts=(0.0, 90.0)), "tilts"), (dict(tilts=(5.0, 5.0)), "tilts"),
-                          (dict(sharpness=0.0), "sharpness")]:
+                          (dict(sharpness=0.0), "sharpness"), (dict(local_k=-1), "local_k")]:
         with pytest.raises(ValueError, match=match):
             CandidateCanonicalizer(**kwargs)
     with pytest.raises(ValueError, match="prior"):
@@ -271,3 +280,16 @@ def test_cli_trains_adapts_and_freezes_a_candidate_canonicalizer(tmp_path, one_t
     assert main(["train", *small, "--canonicalizer", "candidate", "--prior", "upright", "--prior-weight", "1",
                  "--canonicalizer-weights", str(tmp_path / "c.pt"), "--freeze-canonicalizer",
                  "--out", str(tmp_path / "bad")]) == 2
+
+
+def test_saved_and_loaded_float32_model_keeps_exact_float64_frames(tmp_path, modelnet_test_shapes):
+    """Casting to float32 (and loading a float32 file) must not round the candidate rotations: in float64
+    the frames stay orthonormal to 1e-12."""
+    from pointcanon.mesh import load_canonicalizer, save_canonicalizer
+
+    save_canonicalizer(_model().float(), tmp_path / "c.pt")
+    model = load_canonicalizer(tmp_path / "c.pt").double()
+    with torch.no_grad():
+        frame = model(modelnet_test_shapes[:8].double()).frame
+    eye = torch.eye(3, dtype=torch.float64).expand(8, 3, 3)
+    assert (frame.transpose(1, 2) @ frame - eye).abs().max() < 1e-12

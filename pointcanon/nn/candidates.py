@@ -49,7 +49,7 @@ from ..core.frames import frame_from_vectors
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_points
-from .knn import fixed_index_sample
+from .knn import fixed_index_sample, gather_neighbours, knn
 
 CANDIDATE_GROUPS = ("SE3", "E3")
 DEFAULT_TILTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
@@ -107,8 +107,8 @@ class PointBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
 
 
-def _point_mlp(hidden: tuple[int, ...], batch_norm: bool) -> nn.Sequential:
-    layers, width = [], 3
+def _point_mlp(hidden: tuple[int, ...], batch_norm: bool, width: int = 3) -> nn.Sequential:
+    layers = []
     for h in hidden:
         layers += [nn.Linear(width, h)] + ([PointBatchNorm(h)] if batch_norm else []) + [nn.ReLU()]
         width = h
@@ -127,10 +127,16 @@ class CandidateCanonicalizer(nn.Module):
         hidden: channels of the shared point MLP (the last is the pooled feature size).
         num_points: points the network sees (a fixed index subset; the covariance and the origin use
             all points); ``None`` for all.
+        tilts: the tilt grid in degrees (per axis); ``()`` for the principal-axis candidates alone.
+        views: point subsets whose scores are averaged (exact: the subsets are fixed index sets); training
+            with 1 and scoring with several (set ``model.views``) costs nothing to train.
+        local_k: if > 0, each seen point also carries the offset to the mean of its ``local_k`` nearest
+            seen neighbours (a surface-normal-like cue; exact up to distance ties).
         refine: learn the correction ``M`` (otherwise the frame is the chosen candidate).
         batch_norm: batch norm in the point MLP (faster training).
         degenerate_tol: relative eigengap below which the principal axes count as non-unique.
         margin_tol: best-minus-second logit below ``margin_tol * (1 + |best|)`` counts as a tie.
+        sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
 
     Shapes: input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``,
     origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning ``(B,)``,
@@ -138,7 +144,8 @@ class CandidateCanonicalizer(nn.Module):
     """
 
     def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256), num_points: int | None = 128,
-                 tilts: tuple[float, ...] = DEFAULT_TILTS, refine: bool = False, batch_norm: bool = True,
+                 tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, views: int = 1, refine: bool = False,
+                 batch_norm: bool = True,
                  degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0):
         super().__init__()
         if group not in CANDIDATE_GROUPS:
@@ -149,16 +156,21 @@ class CandidateCanonicalizer(nn.Module):
         tilts = tuple(float(t) for t in tilts) or (0.0,)
         if any(not -90 < t < 90 for t in tilts) or len(set(tilts)) != len(tilts):
             raise ValueError(f"tilts must be distinct angles in (-90, 90) degrees, got {tilts}")
+        if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+            raise ValueError(f"views must be a positive number of point subsets, got {views!r}")
+        if isinstance(local_k, bool) or not isinstance(local_k, int) or local_k < 0:
+            raise ValueError(f"local_k must be a number of neighbours >= 0, got {local_k!r}")
         if not sharpness > 0:
             raise ValueError(f"sharpness must be positive, got {sharpness}")
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden must be one or more positive sizes, got {hidden}")
         if not (degenerate_tol >= 0 and margin_tol >= 0):
             raise ValueError(f"tolerances must be >= 0, got {degenerate_tol}, {margin_tol}")
-        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, refine=bool(refine),
+        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k, views=views,
+                            refine=bool(refine),
                             batch_norm=bool(batch_norm), degenerate_tol=degenerate_tol, margin_tol=margin_tol,
                             sharpness=sharpness)
-        self.sharpness = sharpness
+        self.sharpness, self.local_k = sharpness, local_k
         self.group, self.num_points, self.refine = group, num_points, bool(refine)
         self.degenerate_tol, self.margin_tol = degenerate_tol, margin_tol
         perms = signed_permutations(group == "SE3")
@@ -172,11 +184,12 @@ class CandidateCanonicalizer(nn.Module):
         cands = (perms[:, None] @ tilt[None]).reshape(-1, 3, 3)  # index k * n_tilts + t
         lookup = (torch.argsort(moved, dim=1)[:, :, None] * n_tilts + torch.arange(n_tilts)).reshape(len(flips), -1)
         self.register_buffer("candidates", cands.float(), persistent=False)
-        self.register_buffer("candidates64", cands, persistent=False)
+        # float64 copy as a plain attribute, so that .to(float32) never rounds the tilts (exactness in float64)
+        self.candidates64 = cands
         self.register_buffer("flips", flips.float(), persistent=False)
         self.register_buffer("lookup", lookup, persistent=False)
         width = hidden[-1]
-        self.trunk = _point_mlp(hidden, batch_norm)
+        self.trunk = _point_mlp(hidden, batch_norm, 6 if local_k else 3)
         self.score = _head(width, cands.shape[0])
         self.correction = _head(width, 6) if refine else None
         if refine:  # start at M = I: u = e_z, v = e_y
@@ -185,13 +198,24 @@ class CandidateCanonicalizer(nn.Module):
                 self.correction[-1].bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 0.0]))
 
     @property
+    def views(self) -> int:
+        """Point subsets whose candidate scores are averaged (settable: train with 1, score with more)."""
+        return self.hparams["views"]
+
+    @views.setter
+    def views(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"views must be a positive number of point subsets, got {n!r}")
+        self.hparams["views"] = n
+
+    @property
     def num_candidates(self) -> int:
         return self.candidates.shape[0]
 
     def _prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Centroid ``(B, 3)``, candidate frames ``(B, K, 3, 3)`` (x's dtype), eigengap ``(B,)``, the
-        network's view of the cloud ``(B, M, 3)`` in the principal frame ``F0`` (not flipped) and
-        whether the cloud has no extent ``(B,)``."""
+        network's views of the cloud scaled to unit radius ``(B, S, M, 3)`` (S point subsets; ``(B, S, M, 6)`` with local offsets)
+        in the principal frame ``F0`` (not flipped) and whether the cloud has no extent ``(B,)``."""
         check_points(x)
         centroid = x.mean(1)
         centred = x - centroid.unsqueeze(1)
@@ -200,20 +224,33 @@ class CandidateCanonicalizer(nn.Module):
         scale = x.detach().abs().amax((1, 2)).double()
         no_extent = top.sqrt() <= 1e-6 * scale
         gap = torch.where(no_extent, torch.zeros_like(gap), gap)
-        cands = (f0.unsqueeze(1) @ self.candidates64.double().unsqueeze(0)).to(x.dtype)
+        cands = (f0.unsqueeze(1) @ self.candidates64.to(f0.device).unsqueeze(0)).to(x.dtype)
+        # the network sees the cloud scaled to unit radius: invariant to the input's scale and units
+        radius = centred.detach().norm(dim=-1).amax(1).clamp_min(torch.finfo(x.dtype).tiny)
+        centred_unit = centred / radius[:, None, None]
         n = x.shape[1]
-        pts = centred if self.num_points is None or self.num_points >= n else \
-            centred[:, fixed_index_sample(n, self.num_points, device=x.device)]
-        return centroid, cands, gap.to(x.dtype), pts @ f0.to(x.dtype), no_extent
+        subsets = 1 if self.num_points is None or self.num_points >= n else self.views
+        per_subset = []
+        for seed in range(subsets):  # fixed index subsets: they do not depend on the coordinates
+            pts = centred_unit if subsets == 1 and (self.num_points is None or self.num_points >= n) else \
+                centred_unit[:, fixed_index_sample(n, self.num_points, seed=seed, device=x.device)]
+            if self.local_k:  # offset of each point to the mean of its k nearest neighbours (a normal-like cue)
+                offset = gather_neighbours(pts, knn(pts, self.local_k + 1)).mean(2) - pts
+                pts = torch.cat([pts, offset], -1)  # (B, M, 6): both move like vectors
+            per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0.to(x.dtype)).reshape(pts.shape))
+        view = torch.stack(per_subset, 1)  # (B, S, M, C)
+        return centroid, cands, gap.to(x.dtype), view, no_extent
 
     def _pooled(self, pts: Tensor) -> Tensor:
         return self.trunk(pts).amax(-2)
 
     def candidate_logits(self, view: Tensor) -> Tensor:
-        """Logits ``(B, K)`` of the candidates ``F0 @ P_k`` from the principal-frame view ``(B, M, 3)``:
-        the sum over sign flips ``D_i`` of the network's logits in the flipped frame."""
-        flipped = view.unsqueeze(1) * self.flips.diagonal(dim1=-2, dim2=-1).to(view.dtype)[None, :, None, :]
-        per_flip = self.score(self._pooled(flipped))  # (B, F, K): logit of P_j in flip i's frame
+        """Logits ``(B, K)`` of the candidates ``F0 @ P_k`` from the principal-frame views ``(B, S, M, C)``:
+        the sum over sign flips ``D_i`` of the network's logits in the flipped frame, averaged over the S
+        point subsets."""
+        signs = self.flips.diagonal(dim1=-2, dim2=-1).to(view.dtype).repeat(1, view.shape[-1] // 3)  # (F, C)
+        flipped = view.unsqueeze(1) * signs[None, :, None, None, :]  # (B, F, S, M, C)
+        per_flip = self.score(self._pooled(flipped)).mean(2)  # (B, F, K): logit of P_j in flip i's frame
         index = self.lookup.unsqueeze(0).expand(view.shape[0], -1, -1)
         return per_flip.gather(2, index).sum(1)  # candidate k of F0 = P_{lookup[i, k]} of flip i
 
@@ -223,7 +260,9 @@ class CandidateCanonicalizer(nn.Module):
         if self.correction is None:
             eye = torch.eye(3, dtype=view.dtype, device=view.device)
             return eye.expand(view.shape[0], 3, 3), torch.zeros(view.shape[0], dtype=torch.bool, device=view.device)
-        uv = self.correction(self._pooled(view @ cand)).view(-1, 2, 3)
+        view = view[:, 0]  # the first point subset
+        moved = (view.reshape(view.shape[0], -1, 3) @ cand).reshape(view.shape)
+        uv = self.correction(self._pooled(moved)).view(-1, 2, 3)
         m, degenerate, _ = frame_from_vectors(uv, proper=True, axes="zy")
         return m, degenerate
 
