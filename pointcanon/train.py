@@ -348,7 +348,8 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
             output, frame = _forward(runner, x, args)
             task_loss = task.loss(output, y)
             if cfg.canonicalizer == "candidate" and cfg.prior != "none" and cfg.prior_weight:
-                prior = model.canonicalizer.fit_loss(x, cfg.prior)["loss"]  # scorer + refinement, see its doc
+                yaw = 0.01 if cfg.train_rotation == "none" else 0.0  # rotated inputs: the yaw carries no preference
+                prior = model.canonicalizer.fit_loss(x, cfg.prior, yaw_weight=yaw)["loss"]  # see its doc
             elif frame is not None:
                 prior = prior_loss(cfg.prior, frame, cfg.train_rotation)
             else:
@@ -385,11 +386,11 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         epoch, step = epoch + 1, 0
         sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}
         checkpoint(epoch, 0)
-    if cfg.epochs == 0 and not resume:  # assembled, not trained
-        checkpoint(0, 0)
         if writes:
             atomic_write(out / "metrics.jsonl",
                          lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
+    if cfg.epochs == 0 and not resume:  # assembled, not trained
+        checkpoint(0, 0)
     return model, history
 
 

@@ -284,13 +284,17 @@ class CandidateCanonicalizer(nn.Module):
         return Canonicalization(frame=frame, canonical=canonical, origin=centroid, degenerate=degenerate,
                                 conditioning=conditioning, logits=logits, index=index)
 
-    def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2) -> dict[str, Tensor]:
+    def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2, yaw_weight: float = 0.01) -> dict[str, Tensor]:
         """Loss that teaches the canonicalizer the orientation of in-distribution inputs ``x``
         ``(B, N, 3)`` (given in the orientation the backbone expects):
 
         - scorer: cross-entropy towards a soft target over the candidates, ``softmax(sharpness * c_k)``
-          with ``c_k`` the cosine between the candidate's up axis and the true up (``"upright"``; yaw
-          is free) or ``(trace - 1) / 2``, the cosine of its angle to the identity (``"identity"``);
+          with ``c_k`` the cosine between the candidate's up axis and the true up plus ``yaw_weight``
+          times the cosine of its angle to the identity (``"upright"``: the tilt dominates; the small
+          yaw term breaks the tie between the yaw variants of the same up axis, which would otherwise get
+          equal scores, so that the choice among them is not decided by rounding noise; set it to 0 for
+          inputs whose yaw is random, e.g. under z-rotation augmentation), or ``(trace - 1) / 2``,
+          the cosine of the angle to the identity (``"identity"``);
         - refinement (teacher-forced on the best-scored target candidate): the prior of the refined
           frame (:func:`~pointcanon.core.priors.upright_prior` / :func:`identity_prior`).
 
@@ -302,11 +306,13 @@ class CandidateCanonicalizer(nn.Module):
         _, cands, _, view, _ = self._prepare(x)
         logits = self.candidate_logits(view)
         with torch.no_grad():
+            to_identity = (cands.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2  # cosine of the angle to I
             if prior == "upright":
                 closeness = cands[:, :, up_axis, up_axis]  # cosine between candidate up and true up
+                preference = closeness + yaw_weight * to_identity
             else:
-                closeness = (cands.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2  # cosine of the angle to I
-            soft = F.softmax(self.sharpness * closeness.to(logits.dtype), -1)  # (B, K)
+                closeness = preference = to_identity
+            soft = F.softmax(self.sharpness * preference.to(logits.dtype), -1)  # (B, K)
             target = closeness >= closeness.amax(-1, keepdim=True) - 1e-6  # the nearest candidates
         score_loss = -(soft * F.log_softmax(logits, -1)).sum(-1).mean()
         hit = (closeness.gather(1, logits.argmax(-1, keepdim=True)) >= math.cos(math.radians(10))).float().mean()
