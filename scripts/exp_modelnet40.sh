@@ -8,7 +8,7 @@
 #   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter.
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
-# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (20000), IDENTITY_STEPS (10000), SHAPENET_STEPS (8000),
+# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
 #              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
 # Stages are independent once their inputs exist: to use two cores, run two copies of this script with
 # THREADS=1 (each skips what the other finished; do not start the same run twice).
@@ -16,8 +16,8 @@ set -euo pipefail
 OUT=${1:-runs/mn40}
 MN40=${MN40:-../shared/data/modelnet40_hdf5_1024}
 SHAPENET=${SHAPENET:-../shared/data/shapenet_part_pseudo_hdf5_2048}
-EPOCHS=${EPOCHS:-10}; POINTS=${POINTS:-512}; CANON_STEPS=${CANON_STEPS:-20000}; ABLATION_STEPS=${ABLATION_STEPS:-3000}
-IDENTITY_STEPS=${IDENTITY_STEPS:-10000}; SHAPENET_STEPS=${SHAPENET_STEPS:-8000}
+EPOCHS=${EPOCHS:-10}; POINTS=${POINTS:-512}; CANON_STEPS=${CANON_STEPS:-14000}; ABLATION_STEPS=${ABLATION_STEPS:-3000}
+IDENTITY_STEPS=${IDENTITY_STEPS:-5000}; SHAPENET_STEPS=${SHAPENET_STEPS:-8000}
 ADAPT_EPOCHS=${ADAPT_EPOCHS:-2}; SEG_EPOCHS=${SEG_EPOCHS:-10}; THREADS=${THREADS:-2}
 PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
@@ -29,7 +29,10 @@ run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0
         /usr/bin/time -f "$out: %e s" $PC "$@" --out "$OUT/$out" "${resume[@]}"; }
 
 # 1. canonicalizers (prior alone) and the ablation
-canon upright --steps "$CANON_STEPS"
+if [ ! -f "$OUT/canon/upright.pt" ]; then
+  canon upright --steps "$CANON_STEPS"
+  $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
+fi
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
 canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0
