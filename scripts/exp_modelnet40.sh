@@ -35,10 +35,10 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
 fi
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
-canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0
-canon abl_tilt --steps "$ABLATION_STEPS" --local-k 0
-canon abl_local --steps "$ABLATION_STEPS"
-canon abl_local_refine --steps "$ABLATION_STEPS" --refine
+canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset
+canon abl_tilt --steps "$ABLATION_STEPS" --local-k 0 --views 1
+canon abl_local --steps "$ABLATION_STEPS" --views 1
+canon abl_local_refine --steps "$ABLATION_STEPS" --refine --views 1
 
 # 2. adaptation of a plain PointNet trained with z rotations
 COMMON="--dataset modelnet40 --data-root $MN40 --num-points $POINTS --batch-size 32 --seed 0"

@@ -17,10 +17,10 @@ from pointcanon.checkpoint import atomic_write
 CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),
     ("identity", "candidate, identity prior"),
-    ("abl_vn", "ablation: VN regression (previous recipe), 256 points"),
+    ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
     ("abl_tilt", "ablation: candidate, tilt grid"),
-    ("abl_local", "ablation: candidate, tilt grid + local offsets (the shipped design)"),
+    ("abl_local", "ablation: candidate, tilt grid + local offsets"),
     ("abl_local_refine", "ablation: as above + learned refinement"),
     ("shapenet_upright", "ShapeNetPart: candidate, upright prior"),
 ]
