@@ -6,27 +6,16 @@ test scores at that setting).
 """
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_canonicalizer import timeit  # noqa: E402
 from train_upright_canonicalizer import DATASETS, frame_scores  # noqa: E402
 
 from pointcanon.mesh import load_canonicalizer, save_canonicalizer  # noqa: E402
 from pointcanon.nn import build_backbone  # noqa: E402
-
-
-def seconds(fn, x, repeats=3):
-    with torch.no_grad():
-        fn(x)
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn(x)
-            best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main():
@@ -43,12 +32,12 @@ def main():
     canon = load_canonicalizer(a.file)
     x = torch.randn(32, 1024, 3)
     backbone = build_backbone("pointnet", num_classes=40).eval()
-    t_backbone = seconds(backbone, x)
+    t_backbone = timeit(backbone, x, 3)
     curve = []
     for v in sorted({int(s) for s in a.candidates.split(",")} | {a.views}):
         canon.views = v
         s = frame_scores(canon, test)
-        t = seconds(canon, x)
+        t = timeit(canon, x, 3)
         curve.append({"views": v, "seconds_b32_n1024": round(t, 4), "share_of_pointnet": round(t / t_backbone, 3), **s})
         print(f"views {v}: up within 10 deg {100 * s['up_within_10deg']:.1f}%, within 20 deg "
               f"{100 * s['up_within_20deg']:.1f}%, {t:.3f} s per batch (B=32, N=1024) = "

@@ -32,3 +32,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _line(n):
+    return torch.linspace(-1, 1, n)[:, None] * torch.tensor([1.0, 2.0, -0.5])
+
+
+# Clouds without a unique frame, shared by the canonicalizer tests: each must come out flagged and finite.
+DEGENERATE_CLOUDS = {
+    "one point": lambda: torch.tensor([[0.3, -0.2, 0.9]]),
+    "coincident": lambda: torch.full((64, 3), 0.7),
+    "collinear": lambda: _line(64),
+    "sphere-symmetric octahedron": lambda: torch.cat([torch.eye(3), -torch.eye(3)]),
+}

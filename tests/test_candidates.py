@@ -9,7 +9,7 @@ from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_back
 from pointcanon.nn.candidates import principal_frames, signed_permutations, tilt_rotations
 from pointcanon.testing import assert_equivariant
 
-from conftest import MODELNET_HDF5, require
+from conftest import DEGENERATE_CLOUDS, MODELNET_HDF5, require
 
 MOTIONS = 50
 
@@ -133,15 +133,8 @@ def test_canonicalized_model_is_invariant(modelnet_test_shapes):
     assert_equivariant(model, modelnet_test_shapes[:4], group="SE3", output="invariant", num_samples=4)
 
 
-def _line(n):
-    return torch.linspace(-1, 1, n)[:, None] * torch.tensor([1.0, 2.0, -0.5])
-
-
 DEGENERATE = {
-    "one point": lambda: torch.tensor([[0.3, -0.2, 0.9]]),
-    "coincident": lambda: torch.full((64, 3), 0.7),
-    "collinear": lambda: _line(64),
-    "sphere-symmetric octahedron": lambda: torch.cat([torch.eye(3), -torch.eye(3)]),
+    **DEGENERATE_CLOUDS,
     "square (two equal axes)": lambda: torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 0.3]]),
 }
 

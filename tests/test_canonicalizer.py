@@ -6,6 +6,8 @@ from pointcanon import Canonicalization, VNCanonicalizer
 from pointcanon.core import apply_rigid, random_rigid_motion
 from pointcanon.testing import assert_equivariant, equivariance_error
 
+from conftest import DEGENERATE_CLOUDS
+
 MOTIONS = 200
 
 
@@ -139,16 +141,7 @@ def test_gradients_are_finite_on_ordinary_clouds(modelnet_test_shapes):
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-def _line(n):
-    return torch.linspace(-1, 1, n)[:, None] * torch.tensor([1.0, 2.0, -0.5])
-
-
-DEGENERATE = {
-    "one point": lambda: torch.tensor([[0.3, -0.2, 0.9]]),
-    "coincident": lambda: torch.full((64, 3), 0.7),
-    "collinear": lambda: _line(64),
-    "sphere-symmetric octahedron": lambda: torch.cat([torch.eye(3), -torch.eye(3)]),
-}
+DEGENERATE = DEGENERATE_CLOUDS
 
 
 @pytest.mark.parametrize("group", ["SE3", "E3"])
