@@ -45,3 +45,23 @@ DEGENERATE_CLOUDS = {
     "collinear": lambda: _line(64),
     "sphere-symmetric octahedron": lambda: torch.cat([torch.eye(3), -torch.eye(3)]),
 }
+
+
+def per_shape_canonical_errors(model, x, group, dtype, motions, seed=123):
+    """Largest |canonical(g.x) - canonical(x)| / radius per shape over ``motions`` random motions of
+    ``group`` (float64 ``(B,)``), the conditioning ``(B,)`` and the degeneracy flag ``(B,)`` of each shape."""
+    from pointcanon.core import apply_rigid, random_rigid_motion
+
+    model = model.to(dtype)
+    x = x.to(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        base = model(x)
+        radius = base.canonical.norm(dim=-1).amax(-1)
+        worst = torch.zeros(x.shape[0], dtype=torch.float64)
+        for _ in range(motions):
+            q, s = random_rigid_motion(x.shape[0], group, generator=gen, dtype=dtype)
+            moved = model(apply_rigid(x, q, s))
+            err = (moved.canonical - base.canonical).abs().amax((1, 2)) / radius
+            worst = torch.maximum(worst, err.double())
+    return worst, base.conditioning.double(), base.degenerate

@@ -9,7 +9,7 @@ from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_back
 from pointcanon.nn.candidates import principal_frames, signed_permutations, tilt_rotations
 from pointcanon.testing import assert_equivariant
 
-from conftest import DEGENERATE_CLOUDS, MODELNET_HDF5, require
+from conftest import DEGENERATE_CLOUDS, MODELNET_HDF5, per_shape_canonical_errors, require
 
 MOTIONS = 50
 
@@ -27,17 +27,7 @@ def _model(group="SE3", seed=0, **kw):
 
 def _errors(model, x, group, dtype, motions=MOTIONS):
     """Worst |canonical(g.x) - canonical(x)| / radius per shape, conditioning and degeneracy flags."""
-    model, x = model.to(dtype), x.to(dtype)
-    gen = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        base = model(x)
-        radius = base.canonical.norm(dim=-1).amax(-1)
-        worst = torch.zeros(x.shape[0], dtype=torch.float64)
-        for _ in range(motions):
-            q, s = random_rigid_motion(x.shape[0], group, generator=gen, dtype=dtype)
-            moved = model(apply_rigid(x, q, s))
-            worst = torch.maximum(worst, ((moved.canonical - base.canonical).abs().amax((1, 2)) / radius).double())
-    return worst, base.conditioning.double(), base.degenerate
+    return per_shape_canonical_errors(model, x, group, dtype, motions, seed=7)
 
 
 def test_signed_permutations():

@@ -6,7 +6,7 @@ from pointcanon import Canonicalization, VNCanonicalizer
 from pointcanon.core import apply_rigid, random_rigid_motion
 from pointcanon.testing import assert_equivariant, equivariance_error
 
-from conftest import DEGENERATE_CLOUDS
+from conftest import DEGENERATE_CLOUDS, per_shape_canonical_errors
 
 MOTIONS = 200
 
@@ -17,21 +17,7 @@ def _model(group, seed=0, **kw):
 
 
 def _per_shape_errors(model, x, group, dtype, motions):
-    """Largest |canonical(g.x) - canonical(x)| / radius per shape over `motions` random motions of
-    `group`, the conditioning and the degeneracy flag of each shape."""
-    model = model.to(dtype)
-    x = x.to(dtype)
-    gen = torch.Generator().manual_seed(123)
-    with torch.no_grad():
-        base = model(x)
-        radius = base.canonical.norm(dim=-1).amax(-1)
-        worst = torch.zeros(x.shape[0], dtype=torch.float64)
-        for _ in range(motions):
-            q, s = random_rigid_motion(x.shape[0], group, generator=gen, dtype=dtype)
-            moved = model(apply_rigid(x, q, s))
-            err = (moved.canonical - base.canonical).abs().amax((1, 2)) / radius
-            worst = torch.maximum(worst, err.double())
-    return worst, base.conditioning.double(), base.degenerate
+    return per_shape_canonical_errors(model, x, group, dtype, motions, seed=123)
 
 
 # A small configuration keeps 64 shapes x 200 motions x 2 dtypes fast; the architecture is the default one.
