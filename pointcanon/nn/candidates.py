@@ -1,4 +1,4 @@
-"""Candidate-frame canonicalizer: principal-axis candidates, an invariant scorer, a learned refinement.
+"""Candidate-frame canonicalizer: principal-axis candidates with tilts, an invariant scorer, argmax.
 
 Why: the up axis of a real shape is a *multimodal* target (up or down; which of several plausible
 axes). A network regressing one equivariant vector averages those modes and, on ModelNet40, puts the
@@ -23,18 +23,18 @@ How (``x`` centred, ``(B, N, 3)``):
    thus invariant functions on an equivariant set, and the argmax moves with the input. One pass per
    flip (not per candidate) classifies "which axis is up" with a shared softmax: 6x cheaper than
    scoring the 24 candidates one by one, for the same exactness.
-4. A refinement pass of the same point MLP on the chosen cloud ``x @ F0 @ P_k*`` (an invariant cloud)
-   predicts two vectors ``u, v`` in its coordinates; ``M`` = Gram–Schmidt with ``u`` as the z column
-   and ``v`` as the y column. The frame is ``F0 @ P_k* @ M``: still exactly equivariant, and it can
-   correct shapes whose up axis is not a principal axis. ``refine=False`` keeps ``M = I``.
+4. Optional (``refine=True``; off by default, it did not help on ModelNet40): a refinement pass of the
+   same point MLP on the chosen cloud ``x @ F0 @ P_k*`` (an invariant cloud) predicts two vectors
+   ``u, v`` in its coordinates; ``M`` = Gram–Schmidt with ``u`` as the z column and ``v`` as the y
+   column. The frame is ``F0 @ P_k* @ M``: still exactly equivariant.
 
 The input is degenerate (flagged, conditioning 0) when two covariance eigenvalues nearly coincide
 (relative gap below ``degenerate_tol``: the principal axes are not unique), or the two best logits
 nearly tie (``margin_tol``); a cloud with no extent (all points coincide) gets the identity frame.
-Otherwise ``conditioning`` is the relative eigengap: rounding errors of
-the input move the frame by about (relative rounding error) / conditioning. The frame of a flagged input is still the computed one (finite,
-deterministic), not a fallback, because its up axis is often still right (a bottle); it is not
-guaranteed to be equivariant.
+Otherwise ``conditioning`` is the relative eigengap: rounding errors of the input move the frame by
+about (relative rounding error) / conditioning. The frame of a flagged input is still the computed one
+(finite, deterministic), not a fallback, because its up axis is often still right (a bottle); it is not
+guaranteed to be equivariant. Gradients w.r.t. the input treat the principal axes as constants.
 """
 from __future__ import annotations
 
@@ -166,10 +166,9 @@ class CandidateCanonicalizer(nn.Module):
             raise ValueError(f"hidden must be one or more positive sizes, got {hidden}")
         if not (degenerate_tol >= 0 and margin_tol >= 0):
             raise ValueError(f"tolerances must be >= 0, got {degenerate_tol}, {margin_tol}")
-        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k, views=views,
-                            refine=bool(refine),
-                            batch_norm=bool(batch_norm), degenerate_tol=degenerate_tol, margin_tol=margin_tol,
-                            sharpness=sharpness)
+        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k,
+                            views=views, refine=bool(refine), batch_norm=bool(batch_norm),
+                            degenerate_tol=degenerate_tol, margin_tol=margin_tol, sharpness=sharpness)
         self.sharpness, self.local_k = sharpness, local_k
         self.group, self.num_points, self.refine = group, num_points, bool(refine)
         self.degenerate_tol, self.margin_tol = degenerate_tol, margin_tol
