@@ -219,8 +219,7 @@ def test_shipped_canonicalizer_finds_the_up_axis_of_real_shapes():
 
     from pointcanon.mesh import DEFAULT_WEIGHTS, load_default_canonicalizer
 
-    if not DEFAULT_WEIGHTS.is_file():
-        pytest.skip("no shipped weights")
+    assert DEFAULT_WEIGHTS.is_file(), "the shipped weights are part of the package"
     with h5py.File(require(MODELNET_HDF5) / "ply_data_test0.h5", "r") as f:
         x = torch.from_numpy(f["data"][::4][:600]).double()
     canon = load_default_canonicalizer().double()
@@ -284,8 +283,7 @@ def test_shipped_canonicalizer_is_exact_on_real_shapes(modelnet_test_shapes):
     64 shapes x 50 motions, none flagged)."""
     from pointcanon.mesh import DEFAULT_WEIGHTS, load_default_canonicalizer
 
-    if not DEFAULT_WEIGHTS.is_file():
-        pytest.skip("no shipped weights")
+    assert DEFAULT_WEIGHTS.is_file(), "the shipped weights are part of the package"
     err, _, degenerate = _errors(load_default_canonicalizer(), modelnet_test_shapes[:32], "SE3", torch.float32,
                                  motions=20)
     assert degenerate.float().mean() <= 0.1
