@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pointcanon.checkpoint import safe_load
+
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "tiny")
 
 
@@ -79,10 +81,7 @@ def load_sam(checkpoint, model_type: str = "vit_b", device: str | torch.device =
     path = Path(checkpoint)
     if not path.is_file():
         raise ValueError(f"SAM checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated files, pickles that are not plain tensors, garbage
-        raise ValueError(f"SAM checkpoint {path} is corrupt or not a state dict ({type(e).__name__}: {e})") from None
+    state = safe_load(path, "SAM checkpoint")  # never runs code from the file
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

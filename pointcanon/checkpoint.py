@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -42,16 +43,39 @@ def save_checkpoint(path, state: dict) -> Path:
     return atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **state}, tmp))
 
 
+def _refused_global(e: Exception) -> str | None:
+    """What torch's weights-only unpickler refused (a global it would have to import and call), or
+    ``None`` when the error is not a refusal (a truncated or garbage file)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    named = [ln for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln]
+    return named[0].replace("WeightsUnpickler error: ", "")[:300] if named else None
+
+
+def safe_load(path, what: str = "file", map_location="cpu"):
+    """``torch.load`` that never runs code from the file (``weights_only=True``: only tensors and plain
+    containers — dict, list, tuple, str, numbers, bool, None — are rebuilt). A file that asks for anything
+    else (a callable, a class) is refused with ``ValueError`` before it is called; a truncated or garbage
+    file gives ``ValueError`` too. ``what`` names the file in the message ("checkpoint", "points file")."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if _refused_global(e):
+            raise ValueError(f"refusing to load {what} {path}: it holds objects other than tensors and plain "
+                             f"containers, which could run code when loaded ({_refused_global(e)})") from None
+        detail = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "weights_only" not in ln
+                  and "WeightsUnpickler error" not in ln and "documentation" not in ln]
+        raise ValueError(f"{what} {path} is corrupt or unreadable ({(detail or ['not a torch file'])[0][:200]})") from None
+    except Exception as e:  # torch raises several types for truncated / garbage files
+        raise ValueError(f"{what} {path} is corrupt or unreadable ({type(e).__name__}: {str(e)[:300]})") from None
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint`; a missing, truncated or foreign file
-    raises ``ValueError`` naming it."""
+    """Load a checkpoint written by :func:`save_checkpoint` with :func:`safe_load` (never runs code from
+    the file); a missing, truncated, foreign or code-carrying file raises ``ValueError`` naming it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # torch raises several types for truncated / garbage files
-        raise ValueError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e})") from None
+    state = safe_load(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pointcanon checkpoint (expected format {FORMAT!r})")
     return state

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import atomic_write, load_checkpoint, write_json
+from .checkpoint import atomic_write, load_checkpoint, safe_load, write_json
 from .core.equivariance import (INVARIANT, VN_FEATURES, EquivarianceReport, actions_by_type,
                                 evaluate_equivariance)
 from .nn.approximate import ApproximateVNCanonicalizer, FixedVectorInputs
@@ -96,7 +96,7 @@ def load_points(path) -> Tensor:
 
         x = torch.from_numpy(np.load(path))
     elif path.suffix == ".pt":
-        x = torch.load(path, map_location="cpu", weights_only=True)
+        x = safe_load(path, "points file")
     else:
         raise ValueError(f"points file must be .npy or .pt, got {path.name}")
     if isinstance(x, Tensor) and x.is_floating_point():

@@ -138,10 +138,9 @@ def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"canonicalizer file {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not loadable as plain tensors: maybe a training checkpoint (read below) or garbage
-        obj = None
+    from .checkpoint import FORMAT as CHECKPOINT_FORMAT, safe_load
+
+    obj = safe_load(path, "canonicalizer file")  # never runs code from the file
     if isinstance(obj, dict) and obj.get("format") == CANONICALIZER_FORMAT:
         if obj.get("version") != CANONICALIZER_VERSION or obj.get("class") not in CANONICALIZER_CLASSES:
             raise ValueError(f"{path} is a canonicalizer file of version {obj.get('version')!r} / class "
@@ -157,17 +156,18 @@ def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ValueError(f"canonicalizer file {path} does not match this version of pointcanon: {e}") from None
         canon.info = dict(obj.get("info") or {})
-    else:
-        from .checkpoint import load_checkpoint
+    elif isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         from .train import load_model
 
-        state = load_checkpoint(path)  # ValueError naming the file when it is corrupt or foreign
-        model, cfg, _ = load_model(path)
+        model, cfg, state = load_model(path)
         if cfg.canonicalizer == "none":
             raise ValueError(f"{path} holds a plain {cfg.backbone} model without a canonicalizer "
                              "(trained with --canonicalizer none)")
         canon = model.canonicalizer
         canon.info = {"checkpoint": str(path), "config": state.get("config")}
+    else:
+        raise ValueError(f"{path} is neither a canonicalizer file ({CANONICALIZER_FORMAT!r}) nor a pointcanon "
+                         "training checkpoint")
     _check_exact(canon, f"the canonicalizer in {path}")
     return canon.eval()
 
