@@ -82,3 +82,46 @@ def test_loading_a_crafted_file_never_runs_its_code(entry, tmp_path, capsys):
     assert code != 0, f"{entry} accepted a crafted file"
     assert "Traceback" not in err.err
     assert "refusing to load" in err.out + err.err
+
+
+def _symmetric_clouds() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    p = torch.randn(100, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    box = torch.tensor([[a, b, c] for a in (-1.0, 1.0) for b in (-2.0, 2.0) for c in (-0.5, 0.5)], dtype=torch.float64)
+    return {"point-symmetric (p and -p)": torch.cat([p, -p]),
+            "two points": torch.tensor([[0.1, 0.2, 0.3], [1.0, 2.0, 3.0]], dtype=torch.float64),
+            "box at its 8 vertices": box + 0.25}
+
+
+def _canonicalizers():
+    from pointcanon.mesh import load_default_canonicalizer
+    from pointcanon.nn import VNCanonicalizer
+
+    torch.manual_seed(0)
+    return {"vn": VNCanonicalizer("SE3").eval(), "shipped candidate": load_default_canonicalizer()}
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-9), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("kind", ["vn", "shipped candidate"])
+@pytest.mark.parametrize("cloud", sorted(_symmetric_clouds()))
+def test_symmetric_clouds_are_flagged_or_invariant(cloud, kind, dtype, tol):
+    """A cloud with a symmetry has no unique frame; the canonicalizer must say so (degenerate) or give a
+    canonical cloud that does not move under rigid motions. The vector-neuron canonicalizer's vectors
+    cancel to rounding noise on these clouds: it must flag all three."""
+    from pointcanon.core import apply_rigid, random_rigid_motion
+
+    model = _canonicalizers()[kind].to(dtype)
+    x = _symmetric_clouds()[cloud].to(dtype)[None]
+    with torch.no_grad():
+        base = model(x)
+        assert torch.isfinite(base.canonical).all()
+        if kind == "vn":
+            assert base.degenerate.all() and base.conditioning.eq(0).all(), f"{cloud} not flagged"
+        if base.degenerate.any():
+            return
+        radius = base.canonical.norm(dim=-1).amax()
+        g = torch.Generator().manual_seed(1)
+        for _ in range(20):
+            q, s = random_rigid_motion(1, "SE3", generator=g, dtype=dtype)
+            moved = model(apply_rigid(x, q, s))
+            assert moved.degenerate.any() or (moved.canonical - base.canonical).abs().max() <= tol * radius, cloud

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..core.frames import frame_from_vectors, parse_axes
+from ..core.frames import TINY, frame_from_vectors, parse_axes
 from ..core.result import Canonicalization
 from ..core.validation import check_points
 from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
@@ -29,7 +29,9 @@ class VNCanonicalizer(nn.Module):
         subsample: ``"index"`` (a fixed pseudo-random index set: exact, order dependent) or ``"fps"``
             (farthest-point sampling from point 0: better coverage, costs a loop of ``num_points``).
         origin: ``"centroid"`` or ``"learned"`` (centroid plus a predicted equivariant offset).
-        degenerate_tol: see :func:`pointcanon.core.frames.frame_from_vectors`.
+        degenerate_tol: an input is flagged degenerate (``conditioning`` 0) when a Gram–Schmidt residual
+            is below it (see :func:`pointcanon.core.frames.frame_from_vectors`) or when the pooled
+            features cancel below it (a symmetric cloud: see :meth:`predict_vectors`).
         covariance: also feed ``C p`` and ``C o`` per point (``C`` the trace-normalised covariance of the
             cloud, ``C(x Q^T) = Q C Q^T``): equivariant access to the principal axes.
         pseudovectors: (SE3 only; default on) let the output layer also use cross products of pooled
@@ -93,9 +95,12 @@ class VNCanonicalizer(nn.Module):
             return torch.gather(centred, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
         return centred[:, fixed_index_sample(n, self.num_points, device=centred.device)]
 
-    def predict_vectors(self, centred: Tensor) -> tuple[Tensor, Tensor]:
-        """Equivariant vectors ``(B, K, 3)`` (K = 2 or 3) and the pooled feature ``(B, C, 3)`` of a
-        centred cloud ``(B, N, 3)``."""
+    def predict_vectors(self, centred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Equivariant vectors ``(B, K, 3)`` (K = 2 or 3), the pooled feature ``(B, C, 3)`` of a centred
+        cloud ``(B, N, 3)`` and its *signal* ``(B,)`` in [0, 1]: the pooled feature's size relative to the
+        mean size of the per-point features it averages. A cloud symmetric under an orthogonal map
+        (``p -> -p``; a box's vertices) makes the per-point features cancel, so its vectors are rounding
+        noise (signal ~ machine epsilon, against >= 3e-2 for real shapes) whatever their ratios say."""
         pts = self._subsample(centred)  # (B, M, 3)
         offset = gather_neighbours(pts, knn(pts, self.k)).mean(2) - pts  # (B, M, 3)
         feats = [pts, offset]
@@ -109,16 +114,22 @@ class VNCanonicalizer(nn.Module):
         g = vn_mean_pool(f, -1).unsqueeze(-1).expand_as(f)
         f = self.fuse(torch.cat([f, g], 1))  # (B, C3, 3, M)
         pooled = vn_mean_pool(f, -1)  # (B, C3, 3)
+        with torch.no_grad():
+            spread = f.norm(dim=(1, 2)).mean(-1)  # (B,) mean per-point feature size
+            signal = torch.where(spread > 0, pooled.flatten(1).norm(dim=-1) / spread.clamp_min(TINY), 0.0).clamp(0, 1)
         head = pooled if self.cross is None else torch.cat([pooled, self.cross(pooled)], 1)
-        return self.out(head), pooled
+        return self.out(head), pooled, signal
 
     def forward(self, x: Tensor) -> Canonicalization:
         check_points(x)
         centroid = x.mean(1)  # (B, 3)
         centred = x - centroid.unsqueeze(1)
-        vectors, pooled = self.predict_vectors(centred)
+        vectors, pooled, signal = self.predict_vectors(centred)
         frame, degenerate, conditioning = frame_from_vectors(vectors, proper=self.group == "SE3",
                                                              tol=self.degenerate_tol, axes=self.axes)
+        cancelled = signal < self.degenerate_tol  # symmetric input: the vectors are rounding noise
+        degenerate = degenerate | cancelled
+        conditioning = torch.where(degenerate, 0.0, torch.minimum(conditioning, signal.to(conditioning.dtype)))
         origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1)
         canonical = (x - origin.unsqueeze(1)) @ frame
         return Canonicalization(frame=frame, canonical=canonical, origin=origin,
