@@ -46,6 +46,9 @@ class EquivariantAutomaticMaskGenerator:
                  **kwargs: Any):
         if output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        pps = kwargs.get("points_per_side", 32)
+        if pps is not None and (isinstance(pps, bool) or not isinstance(pps, int) or pps < 1):
+            raise ValueError(f"points_per_side must be a positive int (the prompt grid is N x N), got {pps!r}")
         self.output_mode = output_mode
         self.canonicalizer = (canonicalizer if canonicalizer is not None else default_canonicalizer()).eval()
         self.generator = _Generator(model, output_mode="binary_mask", **kwargs)

@@ -30,6 +30,11 @@ def cmd_segment(args) -> int:
     from .models import load_sam
     from .predictor import EquivariantSamPredictor
 
+    from pointcanon.checkpoint import check_output_dir
+
+    if args.points_per_side < 1:
+        raise ValueError(f"--points-per-side must be a positive int (the prompt grid is N x N), got {args.points_per_side}")
+    check_output_dir(args.output, "-o/--output")
     image = read_photo(args.photo)
     boxes = read_boxes(args.boxes, image.shape[:2]) if args.boxes else None
     canonicalizer = _canonicalizer(args)
@@ -79,6 +84,9 @@ def cmd_train(args) -> int:
     from .canonicalizer import save_canonicalizer
     from .train import TrainConfig, load_photos, train_canonicalizer, upright_accuracy
 
+    from pointcanon.checkpoint import check_output_file
+
+    check_output_file(args.out, "--out")
     cfg = TrainConfig(order=args.order, size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed)
     photos, names = load_photos(args.images, cfg.max_side)

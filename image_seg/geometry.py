@@ -331,7 +331,7 @@ class ImageRotation:
         if r:
             warp, canonical = unrotate_padded(canonical, -45.0)
             steps.append(warp)
-        return cls(tuple(steps)), canonical
+        return cls(tuple(steps)), np.ascontiguousarray(canonical)  # a view of rot90 has negative strides
 
     def inverse(self) -> "ImageRotation":
         return ImageRotation(tuple(s.inverse() for s in reversed(self.steps)))

@@ -22,11 +22,53 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the mode open() would
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(path, flag: str = "--out") -> Path:
+    """Check up front (before any work) that ``path`` can be a folder to write into: not an existing file,
+    and its nearest existing ancestor a writable folder. Raises ``ValueError`` naming ``flag``."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is an existing file, not a folder")
+    base = _nearest_existing(path)
+    try:  # a real probe: permission bits say nothing for root or on a read-only file system
+        if not base.is_dir():
+            raise NotADirectoryError(base)
+        tempfile.TemporaryFile(dir=base).close()
+    except OSError:
+        raise ValueError(f"{flag} {path}: cannot write into {base} (not a writable folder)") from None
+    return path
+
+
+def check_output_file(path, flag: str = "--out") -> Path:
+    """Check up front that a file can be written at ``path``: not an existing folder, and its folder
+    creatable / writable. Raises ``ValueError`` naming ``flag``."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path} exists and is not writable")
+    check_output_dir(path.parent, flag)
     return path
 
 

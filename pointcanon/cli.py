@@ -76,6 +76,12 @@ def cmd_train(a, **extra) -> int:
 
     task = _resolve_task(getattr(a, "task", None), a.dataset)
     max_shapes = getattr(a, "max_shapes", None)
+    from .checkpoint import check_output_dir
+
+    out = check_output_dir(a.out, "--out")
+    if not a.resume and (out / "last.pt").exists():
+        raise ValueError(f"--out {out} already holds a run (last.pt); pass --resume to continue it, or choose "
+                         "another --out (nothing is overwritten)")
     kind, weights = a.canonicalizer, getattr(a, "canonicalizer_weights", None)
     if weights:
         kind, extra["canonicalizer_kwargs"], weights = _canonicalizer_file(weights, kind)
@@ -112,7 +118,7 @@ def cmd_adapt(a) -> int:
     from .checkpoint import load_checkpoint
     from .train import DEFAULT_PRIOR, TrainConfig
 
-    src = TrainConfig(**load_checkpoint(a.pretrained)["config"])
+    src = TrainConfig.from_checkpoint(load_checkpoint(a.pretrained), a.pretrained)
     prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
     a.task, a.dataset, a.data_root = src.task, src.dataset, a.data_root or src.data_root
     a.backbone, a.train_rotation, a.num_points = src.backbone, src.train_rotation, src.num_points
@@ -130,7 +136,13 @@ def cmd_eval(a) -> int:
     from .checkpoint import write_json
     from .train import evaluate, load_model
 
-    model, cfg, _ = load_model(a.checkpoint)
+    from .checkpoint import check_output_file
+    from .tasks import get_task
+
+    if a.num_points is not None and a.num_points < 1:
+        raise ValueError(f"--num-points must be a positive number of points, got {a.num_points}")
+    out = check_output_file(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json"), "--out")
+    model, cfg, state = load_model(a.checkpoint)
     dataset = a.dataset or cfg.dataset
     if DATASET_TASKS.get(dataset, cfg.task) != cfg.task:
         fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
@@ -138,9 +150,12 @@ def cmd_eval(a) -> int:
                          f"(a {DATASET_TASKS[dataset]} dataset); use {' or '.join(fitting)}")
     (test_set,) = _datasets(dataset, a.data_root or cfg.data_root, a.num_points or cfg.num_points, a.max_shapes,
                             splits=("test",))
+    sizes = get_task(cfg.task).sizes(test_set)
+    if sizes != state.get("sizes", sizes):
+        raise ValueError(f"{a.checkpoint} was trained with {state['sizes']} but --dataset {dataset} has {sizes}: "
+                         "its outputs would not mean this dataset's classes")
     results = {p: evaluate(model, test_set, p, seed=a.seed, progress=True) for p in a.protocols}
     _print_table(_score_rows(Path(a.checkpoint).name, cfg.task, results), a.protocols)
-    out = Path(a.out) if a.out else Path(a.checkpoint).with_suffix(".eval.json")
     write_json(out, {"checkpoint": str(a.checkpoint), "task": cfg.task, "dataset": dataset,
                      "max_shapes": a.max_shapes, "protocols": results})
     print(f"wrote {out}")
@@ -178,6 +193,11 @@ def cmd_measure(a) -> int:
 def cmd_canonicalize(a) -> int:
     from .mesh import canonicalize_files
 
+    from .checkpoint import check_output_dir
+
+    if a.num_points < 1:
+        raise ValueError(f"--num-points must be a positive number of surface samples, got {a.num_points}")
+    check_output_dir(a.out, "-o/--out")
     if a.threads is None:
         torch.set_num_threads(1)  # one small network call per file: thread hand-offs cost more than they save
 
@@ -312,8 +332,12 @@ def main(argv=None) -> int:
     _threads(args.threads)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"pointcanon {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:  # training diverged
+        print(f"pointcanon {args.command}: error: training diverged ({e}); lower --lr (or --prior-weight) and "
+              "start again", file=sys.stderr)
         return 2
 
 

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import atomic_write, load_checkpoint, safe_load, write_json
+from .checkpoint import atomic_write, check_output_file, load_checkpoint, safe_load, write_json
 from .core.equivariance import (INVARIANT, VN_FEATURES, EquivarianceReport, actions_by_type,
                                 evaluate_equivariance)
 from .nn.approximate import ApproximateVNCanonicalizer, FixedVectorInputs
@@ -125,6 +125,11 @@ def run_measure(checkpoint, *, points: Tensor | None = None, args: tuple = (), d
     approximate canonicalizer."""
     if num_shapes < 2 and points is None:
         raise ValueError(f"num_shapes must be at least 2 (pooled layers are correlated over the batch), got {num_shapes}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be a positive number of group elements, got {num_samples}")
+    ckpt = Path(checkpoint)
+    plot = check_output_file(plot if plot else ckpt.with_suffix(".measure.png"), "--plot")
+    json_path = check_output_file(json_path if json_path else ckpt.with_suffix(".measure.json"), "--json")
     model, cfg, _ = load_model(checkpoint)
     canon = getattr(model, "canonicalizer", None)
     if exact:
@@ -144,9 +149,6 @@ def run_measure(checkpoint, *, points: Tensor | None = None, args: tuple = (), d
     log(f"{name}: {cfg.backbone} + canonicalizer {cfg.canonicalizer!r}{' (exact mode)' if exact else ''}, "
         f"{points.shape[0]} shapes from {source}")
     log(report.table())
-    ckpt = Path(checkpoint)
-    plot = Path(plot) if plot else ckpt.with_suffix(".measure.png")
-    json_path = Path(json_path) if json_path else ckpt.with_suffix(".measure.json")
     plot_reports({f"{cfg.backbone}+{cfg.canonicalizer}": report}, plot,
                  title=f"{name}: learned equivariance under {group} ({points.shape[0]} shapes)")
     write_json(json_path, {"checkpoint": str(checkpoint), "exact": exact, **report.to_dict()})

@@ -87,9 +87,28 @@ class TrainConfig:
             raise ValueError(f"the candidate canonicalizer learns the 'upright' or 'identity' prior, not {self.prior!r}")
         if self.freeze_backbone and not self.pretrained:
             raise ValueError("freeze_backbone needs a pretrained backbone checkpoint")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        for name in ("lr",) + (("backbone_lr",) if self.backbone_lr is not None else ()):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("prior_weight", "weight_decay"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: never), got {getattr(self, name)}")
         return self
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, path) -> "TrainConfig":
+        """The config saved in a checkpoint ``state`` (from :func:`load_checkpoint`); ``ValueError`` naming
+        ``path`` when it is missing or does not fit this version."""
+        saved = state.get("config")
+        if not isinstance(saved, dict):
+            raise ValueError(f"{path} has no training config (not written by `pointcanon train`?)")
+        try:
+            return cls(**saved)
+        except TypeError as e:
+            raise ValueError(f"the config in {path} does not match this version of pointcanon: {e}") from None
 
 
 def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
@@ -130,7 +149,7 @@ def load_pretrained_backbone(model: CanonicalizedModel, path) -> TrainConfig:
     """Load the weights of a plain (non-canonicalized) classifier checkpoint into ``model.backbone``;
     returns that checkpoint's config."""
     state = load_checkpoint(path)
-    src = TrainConfig(**state["config"])
+    src = TrainConfig.from_checkpoint(state, path)
     if src.canonicalizer != "none":
         raise ValueError(f"{path} holds a canonicalized model; adapt a plain backbone checkpoint instead")
     try:
@@ -300,98 +319,107 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         if dist.is_main:  # temporary files of a process killed while writing
             for stale in out.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
-        saved = state["config"]
+        saved = dataclasses.asdict(TrainConfig.from_checkpoint(state, out / "last.pt"))
         if saved != dataclasses.asdict(cfg):
             diff = {k: (saved.get(k), v) for k, v in dataclasses.asdict(cfg).items() if saved.get(k) != v}
             raise ValueError(f"cannot resume {out}: its config differs in {diff} (saved, given)")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        epoch, step, history = state["epoch"], state["step"], state["history"]
-        if state["world"] != dist.world:
-            raise ValueError(f"{out / 'last.pt'} was written by {state['world']} processes; resume with as many")
-        sums = state["epoch_sums"][dist.rank]
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            epoch, step, history, world = state["epoch"], state["step"], state["history"], state["world"]
+            if world != dist.world:
+                raise ValueError(f"{out / 'last.pt'} was written by {world} processes; resume with as many")
+            sums = state["epoch_sums"][dist.rank]
+        except (KeyError, IndexError, TypeError, RuntimeError) as e:
+            raise ValueError(f"cannot resume from {out / 'last.pt'}: it is incomplete or of another version "
+                             f"({type(e).__name__}: {e})") from None
         log(f"resuming {out} at epoch {epoch + 1}, step {step}")
     elif writes:
         write_json(out / "config.json", dataclasses.asdict(cfg))
-    runner = model
-    if dist.active:
-        runner = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    try:
+        runner = model
+        if dist.active:
+            runner = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
 
-    def checkpoint(epoch_, step_):
-        if out is None:
-            return
-        all_sums = _gather_objects(dist, dict(sums))
-        if dist.is_main:
-            save_checkpoint(out / "last.pt", {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
-                                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                              "epoch": epoch_, "step": step_, "history": history,
-                                              "epoch_sums": all_sums, "world": dist.world,
-                                              "sizes": sizes,
-                                              "classes": list(getattr(train_set, "classes", []))})
-        dist.barrier()
+        def checkpoint(epoch_, step_):
+            if out is None:
+                return
+            all_sums = _gather_objects(dist, dict(sums))
+            if dist.is_main:
+                save_checkpoint(out / "last.pt", {"config": dataclasses.asdict(cfg), "model": model.state_dict(),
+                                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                                  "epoch": epoch_, "step": step_, "history": history,
+                                                  "epoch_sums": all_sums, "world": dist.world,
+                                                  "sizes": sizes,
+                                                  "classes": list(getattr(train_set, "classes", []))})
+            dist.barrier()
 
-    while epoch < cfg.epochs:
-        _train_mode(model, cfg)
-        sampler.set_epoch(epoch)
-        local = torch.tensor(list(sampler))
-        t0 = time.time()
-        bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not (progress and dist.is_main), leave=False)
-        for step in bar:
-            torch.manual_seed(_generator(cfg.seed, epoch, step, 1, dist.rank).initial_seed())  # dropout, transforms
-            x, args, y = task.collate(train_set, local[step * local_bs:(step + 1) * local_bs])
-            positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch
-            x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
-            x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
-            output, frame = _forward(runner, x, args)
-            task_loss = task.loss(output, y)
-            if cfg.canonicalizer == "candidate" and cfg.prior != "none" and cfg.prior_weight:
-                yaw = 0.01 if cfg.train_rotation == "none" else 0.0  # rotated inputs: the yaw carries no preference
-                prior = model.canonicalizer.fit_loss(x, cfg.prior, yaw_weight=yaw)["loss"]  # see its doc
-            elif frame is not None:
-                prior = prior_loss(cfg.prior, frame, cfg.train_rotation)
-            else:
-                prior = task_loss.new_zeros(())
-            loss = task_loss + cfg.prior_weight * prior
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            correct, count = task.correct(output, y)
-            sums["loss"] += task_loss.item() * len(y)
-            sums["prior"] += prior.item() * len(y)
-            sums["correct"] += correct / count * len(y)
-            sums["seen"] += len(y)
-            bar.set_postfix(loss=f"{task_loss.item():.3f}")
-            done += 1
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
-                checkpoint(epoch, step + 1)
-            if stop_after_steps is not None and done >= stop_after_steps:
-                checkpoint(epoch, step + 1)
-                return model, history
-        sched.step()
-        loss_sum, prior_sum, correct, seen = dist.sum([sums["loss"], sums["prior"], sums["correct"], sums["seen"]])
-        seen = max(seen, 1)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
-                  "prior": prior_sum / seen, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
-        if test_set is not None and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-            metrics = evaluate(model, test_set, "upright", batch_size=max(local_bs, 32), dist=dist)
-            record.update({f"test_upright_{k}": v for k, v in metrics.items()})
-        history.append(record)
-        if dist.is_main:
-            log(json.dumps(record))
-        epoch, step = epoch + 1, 0
-        sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}
-        checkpoint(epoch, 0)
-        if writes:
-            atomic_write(out / "metrics.jsonl",
-                         lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
-    if cfg.epochs == 0 and not resume:  # assembled, not trained
-        checkpoint(0, 0)
-    return model, history
+        while epoch < cfg.epochs:
+            _train_mode(model, cfg)
+            sampler.set_epoch(epoch)
+            local = torch.tensor(list(sampler))
+            t0 = time.time()
+            bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not (progress and dist.is_main), leave=False)
+            for step in bar:
+                torch.manual_seed(_generator(cfg.seed, epoch, step, 1, dist.rank).initial_seed())  # dropout, transforms
+                x, args, y = task.collate(train_set, local[step * local_bs:(step + 1) * local_bs])
+                positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch
+                x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
+                x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
+                output, frame = _forward(runner, x, args)
+                task_loss = task.loss(output, y)
+                if cfg.canonicalizer == "candidate" and cfg.prior != "none" and cfg.prior_weight:
+                    yaw = 0.01 if cfg.train_rotation == "none" else 0.0  # rotated inputs: the yaw carries no preference
+                    prior = model.canonicalizer.fit_loss(x, cfg.prior, yaw_weight=yaw)["loss"]  # see its doc
+                elif frame is not None:
+                    prior = prior_loss(cfg.prior, frame, cfg.train_rotation)
+                else:
+                    prior = task_loss.new_zeros(())
+                loss = task_loss + cfg.prior_weight * prior
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                correct, count = task.correct(output, y)
+                sums["loss"] += task_loss.item() * len(y)
+                sums["prior"] += prior.item() * len(y)
+                sums["correct"] += correct / count * len(y)
+                sums["seen"] += len(y)
+                bar.set_postfix(loss=f"{task_loss.item():.3f}")
+                done += 1
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps_per_epoch:
+                    checkpoint(epoch, step + 1)
+                if stop_after_steps is not None and done >= stop_after_steps:
+                    checkpoint(epoch, step + 1)
+                    return model, history
+            sched.step()
+            loss_sum, prior_sum, correct, seen = dist.sum([sums["loss"], sums["prior"], sums["correct"], sums["seen"]])
+            seen = max(seen, 1)
+            record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                      "prior": prior_sum / seen, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 2)}
+            if test_set is not None and cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                metrics = evaluate(model, test_set, "upright", batch_size=max(local_bs, 32), dist=dist)
+                record.update({f"test_upright_{k}": v for k, v in metrics.items()})
+            history.append(record)
+            if dist.is_main:
+                log(json.dumps(record))
+            epoch, step = epoch + 1, 0
+            sums = {"loss": 0.0, "prior": 0.0, "correct": 0.0, "seen": 0}
+            checkpoint(epoch, 0)
+            if writes:
+                atomic_write(out / "metrics.jsonl",
+                             lambda tmp: Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in history)))
+        if cfg.epochs == 0 and not resume:  # assembled, not trained
+            checkpoint(0, 0)
+        return model, history
+    except BaseException:
+        if writes and not resume and not (out / "last.pt").exists():  # nothing saved: leave no half-run
+            (out / "config.json").unlink(missing_ok=True)
+        raise
 
 
 def _gather_objects(dist: DistContext, obj) -> list:
@@ -405,8 +433,8 @@ def _gather_objects(dist: DistContext, obj) -> list:
 def load_model(path) -> tuple[nn.Module, TrainConfig, dict]:
     """Rebuild the model of a checkpoint written by :func:`train` (in eval mode)."""
     state = load_checkpoint(path)
+    cfg = TrainConfig.from_checkpoint(state, path)
     try:
-        cfg = TrainConfig(**state["config"])
         model = build_model(cfg, state["sizes"])
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as e:

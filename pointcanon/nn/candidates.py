@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from ..core.frames import frame_from_vectors
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
-from ..core.validation import check_points
+from ..core.validation import check_dtype, check_points, cloud_radius
 from .knn import fixed_index_sample, gather_neighbours, knn
 
 CANDIDATE_GROUPS = ("SE3", "E3")
@@ -216,6 +216,7 @@ class CandidateCanonicalizer(nn.Module):
         network's views of the cloud scaled to unit radius ``(B, S, M, 3)`` (S point subsets; ``(B, S, M, 6)`` with local offsets)
         in the principal frame ``F0`` (not flipped) and whether the cloud has no extent ``(B,)``."""
         check_points(x)
+        check_dtype(self, x)
         centroid = x.mean(1)
         centred = x - centroid.unsqueeze(1)
         f0, gap, top = principal_frames(centred)
@@ -225,7 +226,7 @@ class CandidateCanonicalizer(nn.Module):
         gap = torch.where(no_extent, torch.zeros_like(gap), gap)
         cands = (f0.unsqueeze(1) @ self.candidates64.to(f0.device).unsqueeze(0)).to(x.dtype)
         # the network sees the cloud scaled to unit radius: invariant to the input's scale and units
-        radius = centred.detach().norm(dim=-1).amax(1).clamp_min(torch.finfo(x.dtype).tiny)
+        radius = cloud_radius(centred)
         centred_unit = centred / radius[:, None, None]
         n = x.shape[1]
         subsets = 1 if self.num_points is None or self.num_points >= n else self.views

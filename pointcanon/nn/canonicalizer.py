@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from ..core.frames import TINY, frame_from_vectors, parse_axes
 from ..core.result import Canonicalization
-from ..core.validation import check_points
+from ..core.validation import check_dtype, check_points, cloud_radius
 from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
 from .vn import VNCross, VNLinear, VNLinearLeakyReLU, vn_mean_pool
 
@@ -122,15 +122,19 @@ class VNCanonicalizer(nn.Module):
 
     def forward(self, x: Tensor) -> Canonicalization:
         check_points(x)
+        check_dtype(self, x)
         centroid = x.mean(1)  # (B, 3)
         centred = x - centroid.unsqueeze(1)
-        vectors, pooled, signal = self.predict_vectors(centred)
+        # the network sees the cloud scaled to unit radius (invariant): squares inside the layers stay
+        # finite for coordinates up to the dtype's limit, and so do the gradients
+        scale = cloud_radius(centred)
+        vectors, pooled, signal = self.predict_vectors(centred / scale[:, None, None])
         frame, degenerate, conditioning = frame_from_vectors(vectors, proper=self.group == "SE3",
                                                              tol=self.degenerate_tol, axes=self.axes)
         cancelled = signal < self.degenerate_tol  # symmetric input: the vectors are rounding noise
         degenerate = degenerate | cancelled
         conditioning = torch.where(degenerate, 0.0, torch.minimum(conditioning, signal.to(conditioning.dtype)))
-        origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1)
+        origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1) * scale[:, None]
         canonical = (x - origin.unsqueeze(1)) @ frame
         return Canonicalization(frame=frame, canonical=canonical, origin=origin,
                                 degenerate=degenerate, conditioning=conditioning)
