@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--motions", type=int, default=10_000)
     p.add_argument("--tol", type=float, default=1e-4, help="largest allowed move, relative to the radius")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--chunk", type=int, default=500, help="moved copies per forward pass")
+    p.add_argument("--chunk", type=int, default=100, help="moved copies per forward pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default="runs/check_motions.json")

@@ -27,6 +27,6 @@ stamp=.venv/.pointcanon-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev,sam,mesh]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,sam,mesh,pyg]"
   echo "$want" > "$stamp"
 fi

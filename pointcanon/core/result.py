@@ -22,6 +22,8 @@ class Canonicalization:
         conditioning: ``(B,)`` in [0, 1], how far from degenerate (0 = degenerate).
         logits: ``(B, |G|)`` scores over the elements of a discrete group, or ``None``.
         index: ``(B,)`` chosen element of a discrete group, or ``None``.
+        batch: for a ragged batch (points ``(P, 3)``), the cloud of every point ``(P,)``; ``None`` when dense.
+            The point / vector maps below then take ``(P, d)`` rows of those clouds.
     """
 
     frame: Tensor
@@ -31,22 +33,30 @@ class Canonicalization:
     conditioning: Tensor | None = None
     logits: Tensor | None = None
     index: Tensor | None = None
+    batch: Tensor | None = None
 
     def points_to_canonical(self, points: Tensor) -> Tensor:
         """Map points ``(B, M, d)`` into canonical coordinates: ``(p - origin) @ frame``."""
+        if self.batch is not None and points.ndim == 2:
+            if self.origin is not None:
+                points = points - self.origin[self.batch]
+            return (points.unsqueeze(-2) @ self.frame[self.batch]).squeeze(-2)
         if self.origin is not None:
             points = points - self.origin.unsqueeze(-2)
         return points @ self.frame
 
     def points_from_canonical(self, points: Tensor) -> Tensor:
         """Map canonical points ``(B, M, d)`` back: ``p @ frame.T + origin``."""
-        out = points @ self.frame.transpose(-1, -2)
+        out = self.vectors_from_canonical(points)
         if self.origin is not None:
-            out = out + self.origin.unsqueeze(-2)
+            out = out + (self.origin[self.batch] if self.batch is not None and points.ndim == 2
+                         else self.origin.unsqueeze(-2))
         return out
 
     def vectors_from_canonical(self, vectors: Tensor) -> Tensor:
         """Map canonical vectors ``(B, M, d)`` (normals, flow) back: ``v @ frame.T`` (no translation)."""
+        if self.batch is not None and vectors.ndim == 2:
+            return (vectors.unsqueeze(-2) @ self.frame[self.batch].transpose(-1, -2)).squeeze(-2)
         return vectors @ self.frame.transpose(-1, -2)
 
     def rigid_transform(self) -> Tensor:

@@ -1,6 +1,8 @@
 """Unconstrained point-cloud backbones: PointNet and DGCNN classifiers, and a builder dict.
 
 Both take points ``(B, N, 3)`` and return logits ``(B, num_classes)``; neither is equivariant on its own.
+Both also take a ragged batch (PyTorch Geometric's convention): points ``(P, 3)`` and ``batch=`` ``(P,)``,
+giving every cloud the logits a dense call on that cloud alone would give (in eval mode).
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .knn import knn
+from .ragged import check_ragged, masked_knn, ragged_subset, segment_amax, segment_sum
 
 
 def _mlp1d(sizes, *, last_act=True, norm=True) -> nn.Sequential:
@@ -41,8 +44,10 @@ class TNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        g = self.features(x).amax(-1)  # (B, 512)
+    def forward(self, x: Tensor, batch: Tensor | None = None, size: int | None = None) -> Tensor:
+        """``x`` ``(B, d, N)``; or ``(1, d, P)`` with ``batch`` ``(P,)`` of ``size`` clouds."""
+        f = self.features(x)
+        g = f.amax(-1) if batch is None else segment_amax(f[0].T, batch, size)  # (B, 512)
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         return self.head(g).view(-1, self.dim, self.dim) + eye
 
@@ -67,11 +72,22 @@ class PointNet(nn.Module):
         self.features = _mlp1d([3, 64, 64, 64, 128, width], norm=batch_norm)
         self.head = _head([width, 512, 256], num_classes, dropout, norm=batch_norm)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
+        """``(B, N, 3) -> (B, C)``, or ragged ``(P, 3)`` with ``batch`` ``(P,)`` ``-> (B, C)``."""
+        if batch is not None:
+            return self._forward_ragged(x, batch)
         x = x.transpose(1, 2)  # (B, 3, N)
         if self.tnet is not None:
             x = self.tnet(x).transpose(1, 2) @ x
         return self.head(self.features(x).amax(-1))
+
+    def _forward_ragged(self, x: Tensor, batch: Tensor) -> Tensor:
+        counts, _ = check_ragged(x, batch)
+        batch, size = batch.long(), counts.shape[0]
+        if self.tnet is not None:  # p -> p @ T, as the dense T^T @ x on columns
+            t = self.tnet(x.T.unsqueeze(0), batch, size)  # (B, 3, 3)
+            x = (x.unsqueeze(1) @ t[batch]).squeeze(1)
+        return self.head(segment_amax(self.features(x.T.unsqueeze(0))[0].T, batch, size))
 
 
 class EdgeConv(nn.Module):
@@ -87,7 +103,13 @@ class EdgeConv(nn.Module):
         self.conv = nn.Conv2d(2 * in_channels, out_channels, 1, bias=False)
         self.norm = nn.BatchNorm2d(out_channels)
 
-    def forward(self, x: Tensor, idx: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, idx: Tensor | None = None, edge_index: Tensor | None = None) -> Tensor:
+        """Dense ``x`` ``(B, C, N)`` with neighbour indices ``idx`` ``(B, N, k)`` (default: kNN in feature
+        space), or stacked points ``x`` ``(P, C)`` with a neighbour graph ``edge_index`` ``(2, E)`` (PyTorch
+        Geometric's ``source_to_target`` flow: row 0 the neighbour j, row 1 the centre i; every point needs
+        at least one edge, e.g. to itself) -> ``(P, C_out)``."""
+        if edge_index is not None:
+            return self._forward_edges(x, edge_index)
         b, c, n = x.shape
         if idx is None:
             idx = knn(x.transpose(1, 2), self.k)  # (B, N, k)
@@ -101,6 +123,19 @@ class EdgeConv(nn.Module):
         gathered = nbr.transpose(1, 2)[batch, idx]  # (B, N, k, C_out)
         edge = gathered.permute(0, 3, 1, 2) + ctr.unsqueeze(-1)  # (B, C_out, N, k)
         return F.leaky_relu(self.norm(edge), 0.2).amax(-1)
+
+    def _forward_edges(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        if x.ndim != 2 or edge_index.ndim != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge mode needs x (P, C) and edge_index (2, E), got {tuple(x.shape)}, "
+                             f"{tuple(edge_index.shape)}")
+        c = x.shape[1]
+        w = self.conv.weight.view(-1, 2 * c)
+        src, dst = edge_index.long()
+        edge = x[src] @ w[:, :c].T + x[dst] @ (w[:, c:] - w[:, :c]).T  # (E, C_out)
+        edge = F.leaky_relu(self.norm(edge.T[None, :, :, None])[0, :, :, 0].T, 0.2)
+        if torch.bincount(dst, minlength=x.shape[0]).min() == 0:
+            raise ValueError("every point needs at least one incoming edge in edge_index (add self-loops)")
+        return segment_amax(edge, dst, x.shape[0])
 
 
 class DGCNN(nn.Module):
@@ -119,7 +154,11 @@ class DGCNN(nn.Module):
         self.embed = _mlp1d([sum(dims[1:]), emb_dims])
         self.head = _head([2 * emb_dims, 512, 256], num_classes, dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
+        """``(B, N, 3) -> (B, C)``, or ragged ``(P, 3)`` with ``batch`` ``(P,)`` ``-> (B, C)``: the same
+        dynamic kNN graphs, built per cloud and passed to the edge convolutions as ``edge_index``."""
+        if batch is not None:
+            return self._forward_ragged(x, batch)
         h = x.transpose(1, 2)  # (B, 3, N)
         feats = []
         for edge in self.edges:
@@ -127,6 +166,28 @@ class DGCNN(nn.Module):
             feats.append(h)
         e = self.embed(torch.cat(feats, 1))  # (B, emb, N)
         return self.head(torch.cat([e.amax(-1), e.mean(-1)], 1))
+
+    def _forward_ragged(self, x: Tensor, batch: Tensor) -> Tensor:
+        counts, offsets = check_ragged(x, batch)
+        batch, size = batch.long(), counts.shape[0]
+        slots, mask = ragged_subset(counts, offsets, None)  # every point, padded per cloud: (B, M)
+        h, feats = x, []
+        for edge in self.edges:
+            h = edge(h, edge_index=knn_graph(h, slots, mask, edge.k))
+            feats.append(h)
+        e = self.embed(torch.cat(feats, 1).T.unsqueeze(0))[0].T  # (P, emb)
+        mean = segment_sum(e, batch, size) / counts.to(e.dtype)[:, None]
+        return self.head(torch.cat([segment_amax(e, batch, size), mean], 1))
+
+
+def knn_graph(h: Tensor, slots: Tensor, mask: Tensor, k: int) -> Tensor:
+    """``edge_index`` ``(2, E)`` joining each of the stacked points ``h`` ``(P, C)`` to its ``k`` nearest
+    neighbours (itself included) within its own cloud; ``slots`` / ``mask`` ``(B, M)`` place the points of
+    every cloud in a padded block (:func:`~pointcanon.nn.ragged.ragged_subset` with ``m=None``)."""
+    nbr, real = masked_knn(h[slots], mask, k)  # (B, M, k')
+    centre = slots.unsqueeze(-1).expand_as(nbr)
+    source = torch.gather(slots.unsqueeze(1).expand(-1, slots.shape[1], -1), 2, nbr)
+    return torch.stack([source[real], centre[real]])
 
 
 BACKBONES = {"pointnet": PointNet, "dgcnn": DGCNN}

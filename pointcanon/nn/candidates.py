@@ -50,6 +50,7 @@ from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, cloud_radius
 from .knn import fixed_index_sample, gather_neighbours, knn
+from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax, segment_sum
 
 CANDIDATE_GROUPS = ("SE3", "E3")
 DEFAULT_TILTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
@@ -81,13 +82,18 @@ def tilt_rotations(tilts_deg, dtype=torch.float64) -> Tensor:
     return (rx[:, None] @ ry[None, :]).reshape(-1, 3, 3).to(dtype)
 
 
-def principal_frames(centred: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Principal axes of centred clouds ``(B, N, 3)``: frames ``(B, 3, 3)`` (columns by ascending
-    eigenvalue, det +1, float64, detached), the relative eigengap ``(B,)`` in [0, 1]
-    (``min(l2 - l1, l3 - l2) / l3``; 0 for a cloud with no extent) and the largest eigenvalue ``(B,)``."""
+def principal_frames(centred: Tensor, batch: Tensor | None = None, counts: Tensor | None = None
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+    """Principal axes of centred clouds ``(B, N, 3)`` (or a ragged ``(P, 3)`` with ``batch`` ``(P,)`` and the
+    point ``counts`` ``(B,)``): frames ``(B, 3, 3)`` (columns by ascending eigenvalue, det +1, float64,
+    detached), the relative eigengap ``(B,)`` in [0, 1] (``min(l2 - l1, l3 - l2) / l3``; 0 for a cloud
+    with no extent) and the largest eigenvalue ``(B,)``."""
     with torch.no_grad():
         x = centred.detach().double()
-        cov = x.transpose(1, 2) @ x / x.shape[1]
+        if batch is None:
+            cov = x.transpose(1, 2) @ x / x.shape[1]
+        else:
+            cov = segment_sum(x[:, :, None] * x[:, None, :], batch, counts.shape[0]) / counts.double()[:, None, None]
         evals, evecs = torch.linalg.eigh(cov)
         flip = torch.where(torch.linalg.det(evecs) < 0, -1.0, 1.0).to(evecs.dtype)
         evecs = torch.cat([evecs[..., :2], evecs[..., 2:] * flip[:, None, None]], -1)
@@ -211,70 +217,106 @@ class CandidateCanonicalizer(nn.Module):
     def num_candidates(self) -> int:
         return self.candidates.shape[0]
 
-    def _prepare(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _prepare(self, x: Tensor, batch: Tensor | None = None):
         """Centroid ``(B, 3)``, candidate frames ``(B, K, 3, 3)`` (x's dtype), eigengap ``(B,)``, the
-        network's views of the cloud scaled to unit radius ``(B, S, M, 3)`` (S point subsets; ``(B, S, M, 6)`` with local offsets)
-        in the principal frame ``F0`` (not flipped) and whether the cloud has no extent ``(B,)``."""
-        check_points(x)
+        network's views of the cloud scaled to unit radius in the principal frame ``F0`` (not flipped)
+        ``(B, S, M, C)`` (S point subsets; C = 3, or 6 with local offsets), the mask of their real points
+        ``(B, M)`` (``None`` for a dense batch) and whether the cloud has no extent ``(B,)``.
+        ``x``: dense ``(B, N, 3)``, or ragged ``(P, 3)`` with ``batch`` ``(P,)`` (see :mod:`.ragged`)."""
+        if batch is None:
+            check_points(x)
+        else:
+            counts, offsets = check_ragged(x, batch)
+            batch = batch.long()
         check_dtype(self, x)
-        centroid = x.mean(1)
-        centred = x - centroid.unsqueeze(1)
-        f0, gap, top = principal_frames(centred)
+        if batch is None:
+            centroid = x.mean(1)
+            centred = x - centroid.unsqueeze(1)
+            f0, gap, top = principal_frames(centred)
+            scale = x.detach().abs().amax((1, 2)).double()
+            radius = cloud_radius(centred)
+            centred_unit = centred / radius[:, None, None]
+        else:
+            centroid, centred, radius = ragged_centre(x, batch, counts)
+            f0, gap, top = principal_frames(centred, batch, counts)
+            scale = segment_amax(x.detach().abs().amax(-1), batch, counts.shape[0]).double()
+            centred_unit = centred / radius[batch, None]
         # no extent (all points coincide, up to the rounding of the centroid): no orientation at all
-        scale = x.detach().abs().amax((1, 2)).double()
         no_extent = top.sqrt() <= 1e-6 * scale
         gap = torch.where(no_extent, torch.zeros_like(gap), gap)
         cands = (f0.unsqueeze(1) @ self.candidates64.to(f0.device).unsqueeze(0)).to(x.dtype)
-        # the network sees the cloud scaled to unit radius: invariant to the input's scale and units
-        radius = cloud_radius(centred)
-        centred_unit = centred / radius[:, None, None]
-        n = x.shape[1]
-        subsets = 1 if self.num_points is None or self.num_points >= n else self.views
-        per_subset = []
+        f0x = f0.to(x.dtype)
+        largest = x.shape[1] if batch is None else int(counts.max())
+        subsets = 1 if self.num_points is None or self.num_points >= largest else self.views
+        per_subset, mask = [], None
         for seed in range(subsets):  # fixed index subsets: they do not depend on the coordinates
-            pts = centred_unit if subsets == 1 and (self.num_points is None or self.num_points >= n) else \
-                centred_unit[:, fixed_index_sample(n, self.num_points, seed=seed, device=x.device)]
+            if batch is None:
+                pts = centred_unit if subsets == 1 else \
+                    centred_unit[:, fixed_index_sample(largest, self.num_points, seed=seed, device=x.device)]
+            else:
+                idx, mask = ragged_subset(counts, offsets, self.num_points, seed=seed)
+                pts = centred_unit[idx]  # (B, M, 3); masked entries are padding
             if self.local_k:  # offset of each point to the mean of its k nearest neighbours (a normal-like cue)
-                offset = gather_neighbours(pts, knn(pts, self.local_k + 1)).mean(2) - pts
+                if mask is None:
+                    offset = gather_neighbours(pts, knn(pts, self.local_k + 1)).mean(2) - pts
+                else:
+                    nbr, real = masked_knn(pts, mask, self.local_k + 1)
+                    w = real.to(pts.dtype).unsqueeze(-1)
+                    offset = (gather_neighbours(pts, nbr) * w).sum(2) / w.sum(2).clamp_min(1) - pts
                 pts = torch.cat([pts, offset], -1)  # (B, M, 6): both move like vectors
-            per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0.to(x.dtype)).reshape(pts.shape))
+            per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0x).reshape(pts.shape))
         view = torch.stack(per_subset, 1)  # (B, S, M, C)
-        return centroid, cands, gap.to(x.dtype), view, no_extent
+        return centroid, cands, gap.to(x.dtype), view, mask, no_extent
 
-    def _pooled(self, pts: Tensor) -> Tensor:
-        return self.trunk(pts).amax(-2)
+    def _pooled(self, pts: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Max-pooled trunk features ``(B, F, S, H)`` of ``(B, F, S, M, C)`` points; with a ``(B, M)`` mask,
+        of the real points only (the trunk, batch norm included, never sees the padding)."""
+        if mask is None:
+            return self.trunk(pts).amax(-2)
+        moved = pts.permute(0, 3, 1, 2, 4)  # (B, M, F, S, C)
+        feats = self.trunk(moved[mask])  # (P', F, S, H)
+        full = feats.new_full(moved.shape[:-1] + feats.shape[-1:], float("-inf"))
+        full[mask] = feats
+        return full.amax(1)
 
-    def candidate_logits(self, view: Tensor) -> Tensor:
+    def candidate_logits(self, view: Tensor, mask: Tensor | None = None) -> Tensor:
         """Logits ``(B, K)`` of the candidates ``F0 @ P_k`` from the principal-frame views ``(B, S, M, C)``:
         the sum over sign flips ``D_i`` of the network's logits in the flipped frame, averaged over the S
-        point subsets."""
+        point subsets. ``mask`` ``(B, M)``: the real points of a ragged batch."""
         signs = self.flips.diagonal(dim1=-2, dim2=-1).to(view.dtype).repeat(1, view.shape[-1] // 3)  # (F, C)
         flipped = view.unsqueeze(1) * signs[None, :, None, None, :]  # (B, F, S, M, C)
-        per_flip = self.score(self._pooled(flipped)).mean(2)  # (B, F, K): logit of P_j in flip i's frame
+        per_flip = self.score(self._pooled(flipped, mask)).mean(2)  # (B, F, K): logit of P_j in flip i's frame
         index = self.lookup.unsqueeze(0).expand(view.shape[0], -1, -1)
         return per_flip.gather(2, index).sum(1)  # candidate k of F0 = P_{lookup[i, k]} of flip i
 
-    def _correction(self, view: Tensor, cand: Tensor) -> tuple[Tensor, Tensor]:
+    def _correction(self, view: Tensor, cand: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``M`` ``(B, 3, 3)`` for the chosen candidates ``P`` ``(B, 3, 3)`` (columns z = u, y = v after
         Gram–Schmidt, read from the cloud ``view @ P``) and its degeneracy ``(B,)``."""
         if self.correction is None:
             eye = torch.eye(3, dtype=view.dtype, device=view.device)
             return eye.expand(view.shape[0], 3, 3), torch.zeros(view.shape[0], dtype=torch.bool, device=view.device)
-        view = view[:, 0]  # the first point subset
+        view = view[:, :1]  # the first point subset, (B, 1, M, C)
         moved = (view.reshape(view.shape[0], -1, 3) @ cand).reshape(view.shape)
-        uv = self.correction(self._pooled(moved)).view(-1, 2, 3)
+        uv = self.correction(self._pooled(moved.unsqueeze(1), mask)[:, 0, 0]).view(-1, 2, 3)
         m, degenerate, _ = frame_from_vectors(uv, proper=True, axes="zy")
         return m, degenerate
 
-    def forward(self, x: Tensor) -> Canonicalization:
-        centroid, cands, gap, view, no_extent = self._prepare(x)
-        logits = self.candidate_logits(view)
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Canonicalization:
+        """``x`` ``(B, N, 3)``, or a ragged batch: ``x`` ``(P, 3)`` and ``batch`` ``(P,)`` (PyTorch Geometric's
+        convention; then ``canonical`` is ``(P, 3)`` and the result carries ``batch``). Each cloud of a
+        ragged batch gets the frame a dense call on that cloud alone would give."""
+        centroid, cands, gap, view, mask, no_extent = self._prepare(x, batch)
+        logits = self.candidate_logits(view, mask)
         index = logits.argmax(-1)
-        m, m_degenerate = self._correction(view, self.candidates.to(x.dtype)[index])
-        rows = torch.arange(x.shape[0], device=x.device)
+        m, m_degenerate = self._correction(view, self.candidates.to(x.dtype)[index], mask)
+        rows = torch.arange(cands.shape[0], device=x.device)
         frame = cands[rows, index] @ m
         frame = torch.where(no_extent[:, None, None], torch.eye(3, dtype=x.dtype, device=x.device), frame)
-        canonical = (x - centroid.unsqueeze(1)) @ frame
+        if batch is None:
+            canonical = (x - centroid.unsqueeze(1)) @ frame
+        else:
+            batch = batch.long()
+            canonical = ((x - centroid[batch]).unsqueeze(1) @ frame[batch]).squeeze(1)
         with torch.no_grad():
             top2 = logits.topk(min(2, logits.shape[1]), -1).values
             margin = top2[:, 0] - top2[:, -1] if top2.shape[1] > 1 else torch.full_like(top2[:, 0], math.inf)
@@ -282,9 +324,10 @@ class CandidateCanonicalizer(nn.Module):
             degenerate = (gap < self.degenerate_tol) | tie | m_degenerate | ~torch.isfinite(logits).all(-1)
             conditioning = torch.where(degenerate, 0.0, gap).to(x.dtype)
         return Canonicalization(frame=frame, canonical=canonical, origin=centroid, degenerate=degenerate,
-                                conditioning=conditioning, logits=logits, index=index)
+                                conditioning=conditioning, logits=logits, index=index, batch=batch)
 
-    def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2, yaw_weight: float = 0.01) -> dict[str, Tensor]:
+    def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2, yaw_weight: float = 0.01,
+                 batch: Tensor | None = None) -> dict[str, Tensor]:
         """Loss that teaches the canonicalizer the orientation of in-distribution inputs ``x``
         ``(B, N, 3)`` (given in the orientation the backbone expects):
 
@@ -303,8 +346,8 @@ class CandidateCanonicalizer(nn.Module):
         """
         if prior not in FIT_PRIORS:
             raise ValueError(f"prior must be one of {FIT_PRIORS} for a CandidateCanonicalizer, got {prior!r}")
-        _, cands, _, view, _ = self._prepare(x)
-        logits = self.candidate_logits(view)
+        _, cands, _, view, mask, _ = self._prepare(x, batch)
+        logits = self.candidate_logits(view, mask)
         with torch.no_grad():
             to_identity = (cands.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2  # cosine of the angle to I
             if prior == "upright":
@@ -317,8 +360,8 @@ class CandidateCanonicalizer(nn.Module):
         score_loss = -(soft * F.log_softmax(logits, -1)).sum(-1).mean()
         hit = (closeness.gather(1, logits.argmax(-1, keepdim=True)) >= math.cos(math.radians(10))).float().mean()
         best = logits.detach().masked_fill(~target, float("-inf")).argmax(-1)
-        rows = torch.arange(x.shape[0], device=x.device)
-        m, _ = self._correction(view, self.candidates.to(x.dtype)[best])
+        rows = torch.arange(cands.shape[0], device=x.device)
+        m, _ = self._correction(view, self.candidates.to(x.dtype)[best], mask)
         frame = cands[rows, best] @ m
         refine_loss = (upright_prior(frame, up_axis) if prior == "upright" else identity_prior(frame)).mean()
         if self.correction is None:

@@ -9,6 +9,7 @@ from ..core.frames import TINY, frame_from_vectors, parse_axes
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, cloud_radius
 from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
+from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_mean
 from .vn import VNCross, VNLinear, VNLinearLeakyReLU, vn_mean_pool
 
 CANONICALIZER_GROUPS = ("SE3", "E3")
@@ -120,7 +121,46 @@ class VNCanonicalizer(nn.Module):
         head = pooled if self.cross is None else torch.cat([pooled, self.cross(pooled)], 1)
         return self.out(head), pooled, signal
 
-    def forward(self, x: Tensor) -> Canonicalization:
+    def _predict_ragged(self, centred: Tensor, batch: Tensor, counts: Tensor, offsets: Tensor):
+        """:meth:`predict_vectors` for a ragged batch ``(P, 3)``: the same subset, neighbours and layers per
+        cloud (the per-point layers run on the stacked real points), pooled per cloud."""
+        if self.subsample == "fps" and self.num_points is not None and self.num_points < int(counts.max()):
+            raise ValueError("ragged batches need subsample='index' (farthest-point sampling runs per cloud)")
+        b = counts.shape[0]
+        idx, mask = ragged_subset(counts, offsets, self.num_points)
+        pts = centred[idx] * mask.unsqueeze(-1).to(centred.dtype)  # (B, M, 3), padding zeroed
+        nbr, real = masked_knn(pts, mask, self.k)
+        w = real.to(pts.dtype).unsqueeze(-1)
+        offset = (gather_neighbours(pts, nbr) * w).sum(2) / w.sum(2).clamp_min(1) - pts
+        feats = [pts, offset]
+        if self.covariance:
+            cov = pts.transpose(1, 2) @ pts
+            cov = cov / cov.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-30)[:, None, None]
+            feats += [pts @ cov, offset @ cov]
+        f = torch.stack(feats, 1).transpose(2, 3)  # (B, F, 3, M)
+        cloud = torch.arange(b, device=centred.device)[:, None].expand_as(mask)[mask]  # (P',)
+        h = self.point(self.local(f.permute(1, 2, 0, 3)[:, :, mask].unsqueeze(0)))  # (1, C2, 3, P')
+        g = segment_mean(h[0].permute(2, 0, 1), cloud, b)  # (B, C2, 3)
+        h = self.fuse(torch.cat([h, g[cloud].permute(1, 2, 0).unsqueeze(0)], 1))  # (1, C3, 3, P')
+        pooled = segment_mean(h[0].permute(2, 0, 1), cloud, b)  # (B, C3, 3)
+        with torch.no_grad():
+            spread = segment_mean(h[0].norm(dim=(0, 1)), cloud, b)
+            signal = torch.where(spread > 0, pooled.flatten(1).norm(dim=-1) / spread.clamp_min(TINY), 0.0).clamp(0, 1)
+        head = pooled if self.cross is None else torch.cat([pooled, self.cross(pooled)], 1)
+        return self.out(head), pooled, signal
+
+    def forward(self, x: Tensor, batch: Tensor | None = None) -> Canonicalization:
+        """``x`` ``(B, N, 3)``, or a ragged batch: ``x`` ``(P, 3)`` with ``batch`` ``(P,)`` (PyTorch
+        Geometric's convention; ``canonical`` is then ``(P, 3)``, each cloud as in a dense call alone)."""
+        if batch is not None:
+            if hasattr(self, "fixed"):
+                raise ValueError(f"{type(self).__name__} does not take ragged batches; pad them to (B, N, 3)")
+            counts, offsets = check_ragged(x, batch)
+            check_dtype(self, x)
+            batch = batch.long()
+            centroid, centred, scale = ragged_centre(x, batch, counts)
+            vectors, pooled, signal = self._predict_ragged(centred / scale[batch, None], batch, counts, offsets)
+            return self._finish(x, centroid, scale, vectors, pooled, signal, batch)
         check_points(x)
         check_dtype(self, x)
         centroid = x.mean(1)  # (B, 3)
@@ -129,12 +169,18 @@ class VNCanonicalizer(nn.Module):
         # finite for coordinates up to the dtype's limit, and so do the gradients
         scale = cloud_radius(centred)
         vectors, pooled, signal = self.predict_vectors(centred / scale[:, None, None])
+        return self._finish(x, centroid, scale, vectors, pooled, signal)
+
+    def _finish(self, x, centroid, scale, vectors, pooled, signal, batch=None) -> Canonicalization:
         frame, degenerate, conditioning = frame_from_vectors(vectors, proper=self.group == "SE3",
                                                              tol=self.degenerate_tol, axes=self.axes)
         cancelled = signal < self.degenerate_tol  # symmetric input: the vectors are rounding noise
         degenerate = degenerate | cancelled
         conditioning = torch.where(degenerate, 0.0, torch.minimum(conditioning, signal.to(conditioning.dtype)))
         origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1) * scale[:, None]
-        canonical = (x - origin.unsqueeze(1)) @ frame
+        if batch is None:
+            canonical = (x - origin.unsqueeze(1)) @ frame
+        else:
+            canonical = ((x - origin[batch]).unsqueeze(1) @ frame[batch]).squeeze(1)
         return Canonicalization(frame=frame, canonical=canonical, origin=origin,
-                                degenerate=degenerate, conditioning=conditioning)
+                                degenerate=degenerate, conditioning=conditioning, batch=batch)

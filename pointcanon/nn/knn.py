@@ -56,10 +56,30 @@ def farthest_point_sample(x: Tensor, m: int, *, start: int = 0) -> Tensor:
     return idx
 
 
+def _signed(c: int) -> int:
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+_MIX = (_signed(0x9E3779B97F4A7C15), _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB))
+
+
+def subset_priority(local: Tensor, seed: int) -> Tensor:
+    """A fixed pseudo-random 40-bit priority per point index (a splitmix64-style hash of the index and
+    the seed, int64 arithmetic wrapping around); it depends on nothing else, so every cloud, dense or in
+    a ragged batch, ranks its first n indices the same way."""
+    h = local.long() * _MIX[0] + (int(seed) * 0x9E3779B1 + 0x7F4A7C15)
+    h = (h ^ (h >> 30)) * _MIX[1]
+    h = (h ^ (h >> 27)) * _MIX[2]
+    h = h ^ (h >> 31)
+    return (h >> 20) & ((1 << 40) - 1)
+
+
 def fixed_index_sample(n: int, m: int, *, seed: int = 0, device=None) -> Tensor:
-    """A fixed pseudo-random subset of ``m`` of ``n`` indices, ``(m,)``, the same for every call with
-    the same ``(n, m, seed)``: exactly equivariant to rigid motions, no distance ties to break."""
+    """A fixed pseudo-random subset of ``m`` of ``n`` indices, ``(min(m, n),)`` ascending: the ``m``
+    indices of smallest :func:`subset_priority` (ties: the smaller index). It depends only on
+    ``(n, m, seed)``, never on the coordinates (exactly equivariant to rigid motions), and a ragged batch
+    picks the same points per cloud (:func:`pointcanon.nn.ragged.ragged_subset`)."""
     if m >= n:
         return torch.arange(n, device=device)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + n)
-    return torch.randperm(n, generator=g)[:m].sort().values.to(device)
+    order = torch.argsort(subset_priority(torch.arange(n, device=device), seed), stable=True)
+    return order[:m].sort().values

@@ -15,7 +15,9 @@ class CanonicalizedModel(nn.Module):
     with ``v @ frame.T``, which makes them equivariant; everything else is invariant.
 
     ``forward(x, *args)`` returns the backbone's output; with ``return_canonicalization=True`` also the
-    :class:`Canonicalization` (for prior losses and diagnostics).
+    :class:`Canonicalization` (for prior losses and diagnostics). Ragged batches (PyTorch Geometric's
+    convention): ``forward(points (P, 3), *args, batch=batch (P,))``; the canonicalizer and the backbone
+    must both accept ``batch=`` (:class:`CandidateCanonicalizer`, PointNet, DGCNN do).
     """
 
     def __init__(self, canonicalizer: nn.Module, backbone: nn.Module, vector_keys: tuple[str, ...] = ("normals",)):
@@ -24,9 +26,13 @@ class CanonicalizedModel(nn.Module):
         self.backbone = backbone
         self.vector_keys = tuple(vector_keys)
 
-    def forward(self, x: Tensor, *args, return_canonicalization: bool = False):
-        canon: Canonicalization = self.canonicalizer(x)
-        out = self.backbone(canon.canonical, *args)
+    def forward(self, x: Tensor, *args, batch: Tensor | None = None, return_canonicalization: bool = False):
+        if batch is None:
+            canon: Canonicalization = self.canonicalizer(x)
+            out = self.backbone(canon.canonical, *args)
+        else:
+            canon = self.canonicalizer(x, batch=batch)
+            out = self.backbone(canon.canonical, *args, batch=batch)
         if isinstance(out, dict):
             out = {k: canon.vectors_from_canonical(v) if k in self.vector_keys else v for k, v in out.items()}
         return (out, canon) if return_canonicalization else out
