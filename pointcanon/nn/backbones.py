@@ -24,6 +24,14 @@ def _mlp1d(sizes, *, last_act=True, norm=True) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _per_point(mlp: nn.Sequential, x: Tensor) -> Tensor:
+    """Run an :func:`_mlp1d` stack on stacked points ``(P, C)`` (channels last, as ragged batches keep
+    them): the 1x1 convolutions as linear maps, batch norm over the points."""
+    for layer in mlp:
+        x = F.linear(x, layer.weight[:, :, 0], layer.bias) if isinstance(layer, nn.Conv1d) else layer(x)
+    return x
+
+
 def _head(sizes, num_classes, dropout, norm=True) -> nn.Sequential:
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -45,9 +53,8 @@ class TNet(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x: Tensor, batch: Tensor | None = None, size: int | None = None) -> Tensor:
-        """``x`` ``(B, d, N)``; or ``(1, d, P)`` with ``batch`` ``(P,)`` of ``size`` clouds."""
-        f = self.features(x)
-        g = f.amax(-1) if batch is None else segment_amax(f[0].T, batch, size)  # (B, 512)
+        """``x`` ``(B, d, N)``; or stacked points ``(P, d)`` with ``batch`` ``(P,)`` of ``size`` clouds."""
+        g = self.features(x).amax(-1) if batch is None else segment_amax(_per_point(self.features, x), batch, size)
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         return self.head(g).view(-1, self.dim, self.dim) + eye
 
@@ -85,9 +92,9 @@ class PointNet(nn.Module):
         counts, _ = check_ragged(x, batch)
         batch, size = batch.long(), counts.shape[0]
         if self.tnet is not None:  # p -> p @ T, as the dense T^T @ x on columns
-            t = self.tnet(x.T.unsqueeze(0), batch, size)  # (B, 3, 3)
+            t = self.tnet(x, batch, size)  # (B, 3, 3)
             x = (x.unsqueeze(1) @ t[batch]).squeeze(1)
-        return self.head(segment_amax(self.features(x.T.unsqueeze(0))[0].T, batch, size))
+        return self.head(segment_amax(_per_point(self.features, x), batch, size))
 
 
 class EdgeConv(nn.Module):
@@ -175,7 +182,7 @@ class DGCNN(nn.Module):
         for edge in self.edges:
             h = edge(h, edge_index=knn_graph(h, slots, mask, edge.k))
             feats.append(h)
-        e = self.embed(torch.cat(feats, 1).T.unsqueeze(0))[0].T  # (P, emb)
+        e = _per_point(self.embed, torch.cat(feats, 1))  # (P, emb)
         mean = segment_sum(e, batch, size) / counts.to(e.dtype)[:, None]
         return self.head(torch.cat([segment_amax(e, batch, size), mean], 1))
 

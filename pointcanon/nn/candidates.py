@@ -256,6 +256,7 @@ class CandidateCanonicalizer(nn.Module):
             else:
                 idx, mask = ragged_subset(counts, offsets, self.num_points, seed=seed)
                 pts = centred_unit[idx]  # (B, M, 3); masked entries are padding
+                mask = None if bool(mask.all()) else mask  # every cloud has M points: the dense layout
             if self.local_k:  # offset of each point to the mean of its k nearest neighbours (a normal-like cue)
                 if mask is None:
                     offset = gather_neighbours(pts, knn(pts, self.local_k + 1)).mean(2) - pts
