@@ -89,7 +89,8 @@ def cmd_train(a, **extra) -> int:
                       train_rotation=a.train_rotation, prior=a.prior, prior_weight=a.prior_weight, epochs=a.epochs,
                       batch_size=a.batch_size, num_points=a.num_points, lr=a.lr, seed=a.seed,
                       checkpoint_every=a.checkpoint_every, canonicalizer_weights=weights,
-                      freeze_canonicalizer=getattr(a, "freeze_canonicalizer", False), **extra).validate()
+                      freeze_canonicalizer=getattr(a, "freeze_canonicalizer", False),
+                      hypotheses=getattr(a, "hypotheses", 1), **extra).validate()
     from .checkpoint import write_json
     from .distributed import init_from_env, shutdown
 
@@ -143,6 +144,13 @@ def cmd_eval(a) -> int:
         raise ValueError(f"--num-points must be a positive number of points, got {a.num_points}")
     out = check_output_file(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json"), "--out")
     model, cfg, state = load_model(a.checkpoint)
+    if a.hypotheses is not None:
+        from .nn import CanonicalizedModel
+
+        if not (isinstance(model, CanonicalizedModel) and cfg.canonicalizer == "candidate" and cfg.task == "cls"):
+            raise ValueError(f"--hypotheses needs a classifier with a candidate canonicalizer; {a.checkpoint} has "
+                             f"canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
+        model = CanonicalizedModel(model.canonicalizer, model.backbone, hypotheses=a.hypotheses).eval()
     dataset = a.dataset or cfg.dataset
     if DATASET_TASKS.get(dataset, cfg.task) != cfg.task:
         fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
@@ -157,6 +165,7 @@ def cmd_eval(a) -> int:
     results = {p: evaluate(model, test_set, p, seed=a.seed, progress=True) for p in a.protocols}
     _print_table(_score_rows(Path(a.checkpoint).name, cfg.task, results), a.protocols)
     write_json(out, {"checkpoint": str(a.checkpoint), "task": cfg.task, "dataset": dataset,
+                     "hypotheses": a.hypotheses or cfg.hypotheses,
                      "max_shapes": a.max_shapes, "protocols": results})
     print(f"wrote {out}")
     return 0
@@ -227,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--canonicalizer-weights", default=None, metavar="FILE",
                    help="start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)")
     t.add_argument("--freeze-canonicalizer", action="store_true", help="keep the canonicalizer fixed (needs weights)")
+    t.add_argument("--hypotheses", type=int, default=1, metavar="K",
+                   help="candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one "
+                        "drawn per shape; evaluation: their weighted average); K backbone passes at evaluation")
     t.add_argument("--train-rotation", choices=("none", "z", "so3"), default="none")
     t.add_argument("--prior", choices=("none", "identity", "upright", "empirical"), default="none",
                    help="empirical: distance to the nearest orientation of the --train-rotation augmentation")
@@ -255,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--freeze-canonicalizer", action="store_true",
                     help="keep the canonicalizer of --canonicalizer-weights fixed (no prior term then)")
     ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")
+    ad.add_argument("--hypotheses", type=int, default=1, metavar="K",
+                    help="show the backbone the canonicalizer's K most likely up hypotheses (see train --hypotheses)")
     ad.add_argument("--backbone-lr", type=float, default=None, help="backbone learning rate when fine-tuned")
     ad.add_argument("--data-root", default=None, help="default: the pretrained run's")
     ad.add_argument("--epochs", type=int, default=5,
@@ -277,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", default=None, help="JSON file (default: next to the checkpoint)")
     e.add_argument("--max-shapes", type=int, default=None, help="evaluate on N test shapes, spread evenly")
+    e.add_argument("--hypotheses", type=int, default=None, metavar="K",
+                   help="evaluate a candidate-canonicalized classifier over its K most likely up hypotheses "
+                        "(default: as trained)")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="plain vs canonicalized PointNet on synthetic shapes (about 3 minutes)")

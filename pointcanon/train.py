@@ -59,6 +59,7 @@ class TrainConfig:
     pretrained: str | None = None  # checkpoint of a plain backbone to adapt (see `pointcanon adapt`)
     freeze_backbone: bool = False
     backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
+    hypotheses: int = 1  # candidate canonicalizer: up hypotheses the classifier sees (CanonicalizedModel)
 
     def validate(self) -> "TrainConfig":
         checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
@@ -93,6 +94,10 @@ class TrainConfig:
         for name in ("prior_weight", "weight_decay"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not (isinstance(self.hypotheses, int) and 1 <= self.hypotheses <= 6):
+            raise ValueError(f"hypotheses must be an int from 1 to 6, got {self.hypotheses!r}")
+        if self.hypotheses > 1 and (self.canonicalizer != "candidate" or self.task != "cls"):
+            raise ValueError("hypotheses > 1 needs --canonicalizer candidate and a classification task")
         for name in ("checkpoint_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: never), got {getattr(self, name)}")
@@ -125,7 +130,8 @@ def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
 
         return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
     if cfg.canonicalizer == "candidate":
-        return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
+        return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone,
+                                  hypotheses=cfg.hypotheses)
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
 
 

@@ -14,7 +14,6 @@ canonicalizer flags the moved cloud or the unmoved one as degenerate (then no eq
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 

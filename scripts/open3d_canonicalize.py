@@ -12,7 +12,6 @@ normals and ``--keep-normals`` is given. ``--voxel`` downsamples first (0: keep 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

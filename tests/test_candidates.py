@@ -288,3 +288,58 @@ def test_shipped_canonicalizer_is_exact_on_real_shapes(modelnet_test_shapes):
                                  motions=20)
     assert degenerate.float().mean() <= 0.1
     assert err[~degenerate].max() <= 1e-4, err[~degenerate].max()
+
+
+@pytest.mark.parametrize("k", [2, 3, 6])
+def test_up_hypotheses_move_with_the_input_and_their_ensemble_is_invariant(modelnet_test_shapes, k):
+    """The k best up hypotheses: the first is forward's frame, weights sum to 1 and are invariant, the
+    frames move with the input (float64, real shapes), and the weighted ensemble of a classifier is exactly
+    invariant (it would not be if the hypotheses were picked by index rather than by score)."""
+    from pointcanon.mesh import load_default_canonicalizer
+
+    canon = load_default_canonicalizer().double()
+    x = modelnet_test_shapes[:8].double()
+    with torch.no_grad():
+        frames, weights, canonical = canon.hypotheses(x, k)
+        assert frames.shape == (8, k, 3, 3) and canonical.shape == (8, k, 1024, 3)
+        assert torch.allclose(weights.sum(-1), torch.ones(8, dtype=torch.float64))
+        assert torch.equal(frames[:, 0], canon(x).frame)
+        q, t = random_rigid_motion(8, "SE3", generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        f2, w2, c2 = canon.hypotheses(apply_rigid(x, q, t), k)
+        assert (w2 - weights).abs().max() <= 1e-9
+        assert (f2 - q.unsqueeze(1) @ frames).abs().max() <= 1e-9
+        assert (c2 - canonical).abs().max() <= 1e-9
+    torch.manual_seed(0)
+    model = CanonicalizedModel(canon, build_backbone("pointnet", num_classes=5).double(), hypotheses=k).eval()
+    assert_equivariant(model, x[:4], group="SE3", output="invariant", num_samples=3)
+    logp = model(x[:4])
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(4, dtype=torch.float64))
+
+
+def test_hypotheses_options_are_checked():
+    with pytest.raises(ValueError, match="from 1 to 6"):
+        CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 3), hypotheses=7)
+    with pytest.raises(ValueError, match="CandidateCanonicalizer"):
+        CanonicalizedModel(VNCanonicalizer(), build_backbone("pointnet", 3), hypotheses=2)
+    with pytest.raises(ValueError, match="dense"):
+        CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 3), hypotheses=2)(
+            torch.randn(10, 3), batch=torch.zeros(10, dtype=torch.long))
+
+
+def test_cli_trains_and_evaluates_over_hypotheses(tmp_path, one_thread):
+    import json
+
+    from pointcanon.cli import main
+    from pointcanon.train import load_model
+
+    small = ["--dataset", "synthetic", "--num-points", "64", "--batch-size", "16", "--max-shapes", "48", "--epochs", "1"]
+    assert main(["train", *small, "--canonicalizer", "candidate", "--prior", "upright", "--prior-weight", "1",
+                 "--hypotheses", "2", "--out", str(tmp_path / "h")]) == 0
+    model, cfg, _ = load_model(tmp_path / "h" / "last.pt")
+    assert cfg.hypotheses == 2 and model.num_hypotheses == 2
+    acc = json.loads((tmp_path / "h" / "eval.json").read_text())["protocols"]
+    assert acc["upright"]["acc"] == acc["z"]["acc"] == acc["so3"]["acc"]
+    assert main(["eval", str(tmp_path / "h" / "last.pt"), "--hypotheses", "3", "--max-shapes", "16",
+                 "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["hypotheses"] == 3
+    assert main(["train", *small, "--hypotheses", "2", "--out", str(tmp_path / "bad")]) == 2  # needs candidate

@@ -120,7 +120,6 @@ class EdgeConv(nn.Module):
         b, c, n = x.shape
         if idx is None:
             idx = knn(x.transpose(1, 2), self.k)  # (B, N, k)
-        k = idx.shape[-1]
         # conv([x_j - x_i, x_i]) = W1 x_j + (W2 - W1) x_i: apply the conv per point, then gather.
         w = self.conv.weight.view(-1, 2 * c)
         w_nbr, w_ctr = w[:, :c], w[:, c:] - w[:, :c]

@@ -192,6 +192,10 @@ class CandidateCanonicalizer(nn.Module):
         # float64 copy as a plain attribute, so that .to(float32) never rounds the tilts (exactness in float64)
         self.candidates64 = cands
         self.register_buffer("flips", flips.float(), persistent=False)
+        # the up axis (third column) of P_k names one of 6 signed principal axes: a candidate's "hypothesis"
+        up = perms[:, :, 2]
+        axis_of = up.abs().argmax(-1) * 2 + (up.sum(-1) < 0).long()  # (24 or 48,)
+        self.register_buffer("up_group", axis_of.repeat_interleave(n_tilts), persistent=False)
         self.register_buffer("lookup", lookup, persistent=False)
         width = hidden[-1]
         self.trunk = _point_mlp(hidden, batch_norm, 6 if local_k else 3)
@@ -326,6 +330,35 @@ class CandidateCanonicalizer(nn.Module):
             conditioning = torch.where(degenerate, 0.0, gap).to(x.dtype)
         return Canonicalization(frame=frame, canonical=canonical, origin=centroid, degenerate=degenerate,
                                 conditioning=conditioning, logits=logits, index=index, batch=batch)
+
+    def hypotheses(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The ``k`` most likely *up hypotheses* of every cloud ``x`` ``(B, N, 3)``: the candidates are
+        grouped by which signed principal axis they stand on (6 groups), each group is represented by its
+        best-scored candidate and weighted by its total probability (log-sum-exp of its logits).
+
+        Returns frames ``(B, k, 3, 3)`` (best group first; the first is the frame of :meth:`forward`),
+        weights ``(B, k)`` (softmax over the k group masses; they sum to 1) and the canonical clouds
+        ``(B, k, N, 3)``. The hypotheses are a set that moves exactly with the input and the weights are
+        invariant, so any weighted use of them (an ensemble) is exactly invariant."""
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 6:
+            raise ValueError(f"k must be an int from 1 to 6 (signed principal axes), got {k!r}")
+        if self.correction is not None:
+            raise ValueError("hypotheses need refine=False (the refinement is trained on one candidate)")
+        centroid, cands, _, view, mask, no_extent = self._prepare(x)
+        logits = self.candidate_logits(view, mask)  # (B, K)
+        groups = self.up_group.unsqueeze(0).expand_as(logits)
+        masked = torch.stack([logits.masked_fill(groups != g, float("-inf")) for g in range(6)], 1)  # (B, 6, K)
+        mass = masked.logsumexp(-1)  # (B, 6)
+        best = masked.argmax(-1)  # (B, 6)
+        top = mass.topk(k, -1)
+        index = best.gather(1, top.indices)  # (B, k)
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]
+        frames = cands[rows, index]  # (B, k, 3, 3)
+        eye = torch.eye(3, dtype=x.dtype, device=x.device)
+        frames = torch.where(no_extent[:, None, None, None], eye, frames)
+        weights = torch.softmax(top.values, -1).to(x.dtype)
+        canonical = (x - centroid.unsqueeze(1)).unsqueeze(1) @ frames  # (B, k, N, 3)
+        return frames, weights, canonical
 
     def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2, yaw_weight: float = 0.01,
                  batch: Tensor | None = None) -> dict[str, Tensor]:
