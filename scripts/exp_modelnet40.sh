@@ -5,7 +5,8 @@
 #   2. a plain PointNet trained with z rotations (EPOCHS, POINTS) and its adaptation with the upright
 #      canonicalizer: frozen backbone (assembled, no training), fine-tuned backbone, and no prior;
 #   3. a canonicalized PointNet trained from scratch beside the plain one (same epochs, points, seed);
-#   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter.
+#   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter;
+#   5. the classifiers of 2 and 3 over K up hypotheses, and trained over 3 hypotheses.
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
@@ -58,5 +59,16 @@ canon shapenet_upright --dataset shapenetpart --data-root "$SHAPENET" --steps "$
 SEG="--dataset shapenetpart --data-root $SHAPENET --num-points $POINTS --batch-size 32 --seed 0 --epochs $SEG_EPOCHS"
 run seg_plain_z train $SEG --canonicalizer none --train-rotation z
 run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z
+
+# 5. up hypotheses (CanonicalizedModel(hypotheses=K)): the classifiers above evaluated over their K most likely
+#    up hypotheses, and a canonicalized PointNet trained over 3 hypotheses (one drawn per shape), fine-tuned too
+hyp_eval() { local run=$1 k=$2; [ -f "$OUT/$run/hyp$k.json" ] && return 0
+             $PC eval "$OUT/$run/last.pt" --hypotheses "$k" --protocols so3 --out "$OUT/$run/hyp$k.json"; }
+for k in 2 3 4; do for r in canon_z adapt_frozen adapt_finetune; do hyp_eval "$r" "$k"; done; done
+run canon_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \
+    --train-rotation z --hypotheses 3 --checkpoint-every 100
+run adapt_finetune_hyp3 adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
+    --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS" --hypotheses 3
+for k in 1 2 4; do for r in canon_z_hyp3 adapt_finetune_hyp3; do hyp_eval "$r" "$k"; done; done
 
 $PY scripts/report_modelnet40.py "$OUT"

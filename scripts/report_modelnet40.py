@@ -31,6 +31,13 @@ ADAPT = [
     ("adapt_noprior", "(d) + candidate canonicalizer without prior (untrained choice)"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped canonicalizer, frozen)")]
+HYPOTHESES = [
+    ("adapt_frozen", "adaptation, both frozen (b)"),
+    ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
+    ("adapt_finetune_hyp3", "adaptation, backbone fine-tuned over 3 hypotheses"),
+    ("canon_z", "from scratch (canonicalized PointNet)"),
+    ("canon_z_hyp3", "from scratch, trained over 3 hypotheses"),
+]
 SEG = [("seg_plain_z", "PointNet segmenter"), ("seg_canon_z", "canonicalized PointNet segmenter")]
 
 
@@ -73,6 +80,21 @@ def accuracy_table(runs: Path, rows, header: str) -> list[str]:
         epochs = _config(runs, name).get("epochs", "?")
         lines.append(f"| {label} | {100 * p['upright']['acc']:.1f} | {100 * p['z']['acc']:.1f} | "
                      f"{100 * p['so3']['acc']:.1f} | {epochs} | {ev.get('train_seconds', 0) / 60:.0f} min |")
+    return lines
+
+
+def hypotheses_table(runs: Path) -> list[str]:
+    """SO(3) accuracy of the canonicalized classifiers evaluated over K = 1..4 up hypotheses."""
+    ks = (1, 2, 3, 4)
+    lines = ["| model | trained over | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+    for name, label in HYPOTHESES:
+        trained = _config(runs, name).get("hypotheses", 1)
+        cells = []
+        for k in ks:
+            path = runs / name / (f"hyp{k}.json" if k != trained else "eval.json")
+            cells.append(f"{100 * json.loads(path.read_text())['protocols']['so3']['acc']:.1f}" if path.is_file() else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | {trained} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -121,6 +143,7 @@ def main():
     parts = [("Canonicalizers (prior alone), ModelNet40 test split", canonicalizer_table(a.runs)),
              ("Adapting a pretrained PointNet", accuracy_table(a.runs, ADAPT, "model")),
              ("From scratch, side by side", accuracy_table(a.runs, SCRATCH, "model")),
+             ("Up hypotheses: z/SO(3) accuracy over the K most likely up hypotheses", hypotheses_table(a.runs)),
              ("ShapeNetPart (pseudo labels)", segmentation_table(a.runs))]
     text = "\n\n".join(f"### {title}\n\n" + "\n".join(lines) for title, lines in parts)
     print(text)

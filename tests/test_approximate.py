@@ -116,3 +116,23 @@ def test_bad_arguments():
             ApproximateVNCanonicalizer(**kwargs)
     with pytest.raises(ValueError, match="fixed_scale"):
         _approx().fixed_scale = 2.0
+
+
+def test_saving_and_loading_keeps_the_exact_switch(tmp_path):
+    """`exact` and `fixed_scale` are buffers: a saved approximate model comes back in the mode it was saved
+    in (they used to be plain attributes, lost on save), and .to(dtype) does not round them."""
+    from pointcanon.checkpoint import load_checkpoint, save_checkpoint
+    from pointcanon.nn.approximate import ApproximateVNCanonicalizer
+
+    torch.manual_seed(0)
+    saved = ApproximateVNCanonicalizer("SE3", num_fixed=2)
+    saved.exact, saved.fixed_scale = True, 0.25
+    save_checkpoint(tmp_path / "a.pt", {"model": saved.state_dict()})
+    loaded = ApproximateVNCanonicalizer("SE3", num_fixed=2)
+    assert not loaded.exact
+    loaded.load_state_dict(load_checkpoint(tmp_path / "a.pt")["model"])
+    assert loaded.exact and loaded.fixed_scale == 0.25
+    loaded.double()
+    assert loaded.exact and loaded.fixed_scale == 0.25
+    x = torch.randn(2, 64, 3, dtype=torch.float64)
+    assert torch.equal(loaded(x).frame, loaded(x).frame)

@@ -37,8 +37,21 @@ class FixedVectorInputs(nn.Module):
             raise ValueError(f"fixed_init_std must be non-negative, got {init_std!r}")
         self.vectors = nn.Parameter(torch.randn(num_fixed, 3) * init_std)  # (K, 3), not rotated with the input
         self.dropout = float(dropout)
-        self.exact = False
-        self._scale = 1.0
+        # the switches are buffers, so that a saved model keeps them (state_dict)
+        self.register_buffer("exact_flag", torch.tensor(False))
+        self.register_buffer("scale_value", torch.tensor(1.0, dtype=torch.float64))
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.exact_flag)
+
+    @exact.setter
+    def exact(self, value: bool) -> None:
+        self.exact_flag.fill_(bool(value))
+
+    @property
+    def _scale(self) -> float:
+        return float(self.scale_value)
 
     @property
     def scale(self) -> float:
@@ -48,7 +61,19 @@ class FixedVectorInputs(nn.Module):
     def scale(self, value: float) -> None:
         if not 0 <= value <= 1:
             raise ValueError(f"fixed_scale must be in [0, 1], got {value!r}")
-        self._scale = float(value)
+        self.scale_value.fill_(float(value))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("exact_flag", "scale_value"):  # files written before the switches were saved
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _apply(self, fn, recurse=True):  # .to(dtype) must not round the switches' dtypes
+        exact, scale = self.exact_flag.clone(), self.scale_value.clone()
+        out = super()._apply(fn, recurse)
+        self.exact_flag = exact.to(self.vectors.device)
+        self.scale_value = scale.to(self.vectors.device)
+        return out
 
     def forward(self, h: Tensor) -> Tensor:
         b, _, _, m = h.shape  # (B, C, 3, M)
