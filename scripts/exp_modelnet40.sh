@@ -61,14 +61,12 @@ run seg_plain_z train $SEG --canonicalizer none --train-rotation z
 run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z
 
 # 5. up hypotheses (CanonicalizedModel(hypotheses=K)): the classifiers above evaluated over their K most likely
-#    up hypotheses, and a canonicalized PointNet trained over 3 hypotheses (one drawn per shape), fine-tuned too
+#    up hypotheses, and a canonicalized PointNet trained over 3 hypotheses (one drawn per shape)
 hyp_eval() { local run=$1 k=$2; [ -f "$OUT/$run/hyp$k.json" ] && return 0
              $PC eval "$OUT/$run/last.pt" --hypotheses "$k" --protocols so3 --out "$OUT/$run/hyp$k.json"; }
 for k in 2 3 4; do for r in canon_z adapt_frozen adapt_finetune; do hyp_eval "$r" "$k"; done; done
 run canon_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \
     --train-rotation z --hypotheses 3 --checkpoint-every 100
-run adapt_finetune_hyp3 adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
-    --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS" --hypotheses 3
-for k in 1 2 4; do for r in canon_z_hyp3 adapt_finetune_hyp3; do hyp_eval "$r" "$k"; done; done
+for k in 1 2 4; do hyp_eval canon_z_hyp3 "$k"; done
 
 $PY scripts/report_modelnet40.py "$OUT"

@@ -34,7 +34,6 @@ SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped
 HYPOTHESES = [
     ("adapt_frozen", "adaptation, both frozen (b)"),
     ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
-    ("adapt_finetune_hyp3", "adaptation, backbone fine-tuned over 3 hypotheses"),
     ("canon_z", "from scratch (canonicalized PointNet)"),
     ("canon_z_hyp3", "from scratch, trained over 3 hypotheses"),
 ]
