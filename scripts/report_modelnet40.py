@@ -90,7 +90,8 @@ def hypotheses_table(runs: Path) -> list[str]:
         trained = _config(runs, name).get("hypotheses", 1)
         cells = []
         for k in ks:
-            path = runs / name / (f"hyp{k}.json" if k != trained else "eval.json")
+            path = runs / name / f"hyp{k}.json"
+            path = path if path.is_file() or k != trained else runs / name / "eval.json"
             cells.append(f"{100 * json.loads(path.read_text())['protocols']['so3']['acc']:.1f}" if path.is_file() else "–")
         if any(c != "–" for c in cells):
             lines.append(f"| {label} | {trained} | " + " | ".join(cells) + " |")
