@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv/ in the repository root and install pointcanon with its pinned dependencies.
+# Create .venv/ in the repository root and install pointcanon with the pinned tested environment
+# (requirements.lock; pyproject.toml declares only lower bounds).
 # Idempotent: re-runs pip only when pyproject.toml changed since the last successful install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +25,11 @@ if ! "$PY" -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("
   fi
 fi
 stamp=.venv/.pointcanon-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
+  # the tested environment, pinned; then pointcanon itself (its declared ranges are checked, nothing changes)
+  .venv/bin/python -m pip install --quiet -r requirements.lock
   .venv/bin/python -m pip install --quiet -e ".[dev,sam,mesh,pyg]"
   echo "$want" > "$stamp"
 fi
