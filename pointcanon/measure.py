@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .checkpoint import atomic_write, check_output_file, load_checkpoint, safe_load, write_json
 from .core.equivariance import (INVARIANT, VN_FEATURES, EquivarianceReport, actions_by_type,
                                 evaluate_equivariance)
-from .nn.approximate import ApproximateVNCanonicalizer, FixedVectorInputs
+from .nn.approximate import ApproximateVNCanonicalizer, FixedInputs
 from .nn.backbones import TNet
 from .nn.vn import VNBatchNorm, VNCross, VNLeakyReLU, VNLinear, VNMaxPool
 
@@ -25,7 +25,7 @@ from .nn.vn import VNBatchNorm, VNCross, VNLeakyReLU, VNLinear, VNMaxPool
 # transform of the input, neither a feature map nor invariant: it is skipped (its layers are measured).
 POINT_LAYER_ACTIONS = actions_by_type({TNet: None, VNLinear: VN_FEATURES, VNLeakyReLU: VN_FEATURES,
                                        VNBatchNorm: VN_FEATURES, VNMaxPool: VN_FEATURES, VNCross: VN_FEATURES,
-                                       FixedVectorInputs: VN_FEATURES},
+                                       FixedInputs: VN_FEATURES},
                                       default=INVARIANT)
 
 def load_model(path) -> tuple[nn.Module, object, dict]:

@@ -6,7 +6,7 @@ import torch
 from pointcanon.core.equivariance import CANONICALIZATION, evaluate_equivariance
 from pointcanon.measure import POINT_LAYER_ACTIONS, load_model, measure_point_model
 from pointcanon.nn import CanonicalizedModel, PointNet, VNCanonicalizer
-from pointcanon.nn.approximate import ApproximateVNCanonicalizer, FixedVectorInputs
+from pointcanon.nn.approximate import ApproximateVNCanonicalizer, FixedInputs
 from pointcanon.testing import assert_equivariant, equivariance_error
 
 SMALL = dict(hidden=(8, 16, 32), num_points=128)
@@ -69,7 +69,7 @@ def test_exact_mode_is_the_strict_canonicalizer_with_the_same_weights(modelnet_t
 
 def test_fixed_dropout_per_sample_and_no_rescaling():
     torch.manual_seed(0)
-    layer = FixedVectorInputs(3, dropout=0.5).train()
+    layer = FixedInputs(3, dropout=0.5).train()
     h = torch.zeros(400, 2, 3, 5)
     out = layer(h)
     assert out.shape == (400, 5, 3, 5)
@@ -79,7 +79,7 @@ def test_fixed_dropout_per_sample_and_no_rescaling():
     assert (kept | dropped).all()  # all of a sample's vectors are kept, unscaled, or all dropped
     assert 0.4 < dropped.float().mean() < 0.6
     assert torch.equal(layer.eval()(h)[:, 2:], layer.vectors.detach()[None, :, :, None].expand(400, 3, 3, 5))
-    assert torch.equal(FixedVectorInputs(3, dropout=1.0).train()(h)[:, 2:], torch.zeros(400, 3, 3, 5))
+    assert torch.equal(FixedInputs(3, dropout=1.0).train()(h)[:, 2:], torch.zeros(400, 3, 3, 5))
 
 
 def test_fixed_vectors_are_learned(modelnet_test_shapes):

@@ -19,23 +19,33 @@ from .canonicalizer import VNCanonicalizer
 from .vn import VNLinearLeakyReLU
 
 
-class FixedVectorInputs(nn.Module):
-    """Appends ``num_fixed`` learned vectors as constant VN channels: ``(B, C, 3, M) -> (B, C + K, 3, M)``.
+class FixedInputs(nn.Module):
+    """Appends ``num_fixed`` learned, fixed (input-independent) channels of shape ``shape`` to a feature
+    map: ``(B, C, *shape, *rest) -> (B, C + K, *shape, *rest)`` (broadcast over the batch and ``rest``).
+    The symmetry-breaking piece of Ashman et al. (2024), shared by the approximate VN canonicalizer
+    (``shape=(3,)``: fixed vectors beside VN features ``(B, C, 3, M)``) and the approximately
+    translation-equivariant ConvCNP (``shape=(G,)``: fixed functions on its grid beside ``(B, C, G)``).
 
-    In training each sample's vectors are all zeroed with probability ``dropout`` (no rescaling: the
+    In training each sample's fixed inputs are all zeroed with probability ``dropout`` (no rescaling: the
     zeroed model is a meaningful, exact model, not a noisy version of the full one). At inference they are
     multiplied by ``scale`` (1 = as trained, 0 = exact); ``exact=True`` zeroes them whatever the mode.
+    ``exact`` and ``scale`` are buffers: saved and loaded with the state dict.
     """
 
-    def __init__(self, num_fixed: int, dropout: float = 0.5, init_std: float = 1 / math.sqrt(3)):
+    def __init__(self, num_fixed: int, dropout: float = 0.5, init_std: float = 1 / math.sqrt(3),
+                 shape: tuple[int, ...] = (3,)):
         super().__init__()
         if not isinstance(num_fixed, int) or num_fixed < 1:
-            raise ValueError(f"num_fixed must be a positive int (use VNCanonicalizer for none), got {num_fixed!r}")
+            raise ValueError(f"num_fixed must be a positive int (use the exact model for none), got {num_fixed!r}")
         if not 0 <= dropout <= 1:
             raise ValueError(f"fixed_dropout must be in [0, 1], got {dropout!r}")
         if not init_std >= 0:
             raise ValueError(f"fixed_init_std must be non-negative, got {init_std!r}")
-        self.vectors = nn.Parameter(torch.randn(num_fixed, 3) * init_std)  # (K, 3), not rotated with the input
+        shape = tuple(int(d) for d in shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"shape must be one or more positive sizes, got {shape}")
+        self.shape = shape
+        self.vectors = nn.Parameter(torch.randn(num_fixed, *shape) * init_std)  # (K, *shape): not moved with the input
         self.dropout = float(dropout)
         # the switches are buffers, so that a saved model keeps them (state_dict)
         self.register_buffer("exact_flag", torch.tensor(False))
@@ -76,18 +86,21 @@ class FixedVectorInputs(nn.Module):
         return out
 
     def forward(self, h: Tensor) -> Tensor:
-        b, _, _, m = h.shape  # (B, C, 3, M)
-        k = self.vectors.shape[0]
+        b, k, d = h.shape[0], self.vectors.shape[0], len(self.shape)
+        if tuple(h.shape[2:2 + d]) != self.shape:
+            raise ValueError(f"features must be (B, C, {', '.join(map(str, self.shape))}, ...), got {tuple(h.shape)}")
+        rest = h.shape[2 + d:]
         if self.exact or self._scale == 0:
-            v = h.new_zeros(b, k, 3)
+            v = h.new_zeros(b, k, *self.shape)
         else:
-            v = self.vectors.to(h.dtype).unsqueeze(0).expand(b, k, 3)
+            v = self.vectors.to(h.dtype).unsqueeze(0).expand(b, k, *self.shape)
             if self._scale != 1:
                 v = v * self._scale
             if self.training and self.dropout > 0:
                 keep = (torch.rand(b, device=h.device) >= self.dropout).to(h.dtype)  # (B,)
-                v = v * keep[:, None, None]
-        return torch.cat([h, v.unsqueeze(-1).expand(b, k, 3, m)], 1)  # (B, C + K, 3, M)
+                v = v * keep.view(b, *([1] * (v.ndim - 1)))
+        v = v.reshape(b, k, *self.shape, *([1] * len(rest))).expand(b, k, *self.shape, *rest)
+        return torch.cat([h, v], 1)  # (B, C + K, *shape, *rest)
 
     def extra_repr(self) -> str:
         return f"num_fixed={self.vectors.shape[0]}, dropout={self.dropout}, exact={self.exact}, scale={self._scale}"
@@ -109,13 +122,13 @@ class ApproximateVNCanonicalizer(VNCanonicalizer):
         **kwargs: everything :class:`VNCanonicalizer` takes (``group``, ``hidden``, ``k``, ...).
 
     Shapes: as :class:`VNCanonicalizer`, input ``(B, N, 3)`` -> :class:`Canonicalization`. The global
-    layer ``fuse`` is ``Sequential(FixedVectorInputs, VNLinearLeakyReLU(2 * C2 + K, C3))``.
+    layer ``fuse`` is ``Sequential(FixedInputs, VNLinearLeakyReLU(2 * C2 + K, C3))``.
     """
 
     def __init__(self, group: str = "SE3", *, num_fixed: int = 4, fixed_dropout: float = 0.5,
                  fixed_init_std: float = 1 / math.sqrt(3), exact: bool = False, **kwargs):
         super().__init__(group, **kwargs)
-        fixed = FixedVectorInputs(num_fixed, fixed_dropout, fixed_init_std)
+        fixed = FixedInputs(num_fixed, fixed_dropout, fixed_init_std)
         _, c2, c3 = self.hparams["hidden"]
         self.fuse = nn.Sequential(fixed, VNLinearLeakyReLU(2 * c2 + num_fixed, c3,
                                                            negative_slope=self.hparams["negative_slope"]))
@@ -123,7 +136,7 @@ class ApproximateVNCanonicalizer(VNCanonicalizer):
         self.hparams.update(num_fixed=num_fixed, fixed_dropout=fixed_dropout, fixed_init_std=fixed_init_std)
 
     @property
-    def fixed(self) -> FixedVectorInputs:
+    def fixed(self) -> FixedInputs:
         return self.fuse[0]
 
     @property
