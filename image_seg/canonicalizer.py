@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pointcanon.checkpoint import load_checkpoint, save_checkpoint
+from pointcanon.core.io import load_checkpoint, save_checkpoint
 from pointcanon.core import Canonicalization, cyclic_rotations
 
 from .geometry import ImageRotation, check_order

@@ -30,7 +30,7 @@ def cmd_segment(args) -> int:
     from .models import load_sam
     from .predictor import EquivariantSamPredictor
 
-    from pointcanon.checkpoint import check_output_dir
+    from pointcanon.core.io import check_output_dir
 
     if args.points_per_side < 1:
         raise ValueError(f"--points-per-side must be a positive int (the prompt grid is N x N), got {args.points_per_side}")
@@ -84,7 +84,7 @@ def cmd_train(args) -> int:
     from .canonicalizer import save_canonicalizer
     from .train import TrainConfig, load_photos, train_canonicalizer, upright_accuracy
 
-    from pointcanon.checkpoint import check_output_file
+    from pointcanon.core.io import check_output_file
 
     check_output_file(args.out, "--out")
     cfg = TrainConfig(order=args.order, size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,

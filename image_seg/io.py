@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointcanon.checkpoint import atomic_write, write_json
+from pointcanon.core.io import atomic_write, write_json
 
 from .validation import check_box, check_image
 

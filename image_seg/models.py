@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pointcanon.checkpoint import safe_load
+from pointcanon.core.io import safe_load
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "tiny")
 

@@ -76,7 +76,7 @@ def cmd_train(a, **extra) -> int:
 
     task = _resolve_task(getattr(a, "task", None), a.dataset)
     max_shapes = getattr(a, "max_shapes", None)
-    from .checkpoint import check_output_dir
+    from .core.io import check_output_dir
 
     out = check_output_dir(a.out, "--out")
     if not a.resume and (out / "last.pt").exists():
@@ -91,7 +91,7 @@ def cmd_train(a, **extra) -> int:
                       checkpoint_every=a.checkpoint_every, canonicalizer_weights=weights,
                       freeze_canonicalizer=getattr(a, "freeze_canonicalizer", False),
                       hypotheses=getattr(a, "hypotheses", 1), **extra).validate()
-    from .checkpoint import write_json
+    from .core.io import write_json
     from .distributed import init_from_env, shutdown
 
     dist = init_from_env()
@@ -116,7 +116,7 @@ def cmd_train(a, **extra) -> int:
 
 
 def cmd_adapt(a) -> int:
-    from .checkpoint import load_checkpoint
+    from .core.io import load_checkpoint
     from .train import DEFAULT_PRIOR, TrainConfig
 
     src = TrainConfig.from_checkpoint(load_checkpoint(a.pretrained), a.pretrained)
@@ -134,10 +134,10 @@ def cmd_adapt(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .checkpoint import write_json
+    from .core.io import write_json
     from .train import evaluate, load_model
 
-    from .checkpoint import check_output_file
+    from .core.io import check_output_file
     from .tasks import get_task
 
     if a.num_points is not None and a.num_points < 1:
@@ -202,7 +202,7 @@ def cmd_measure(a) -> int:
 def cmd_canonicalize(a) -> int:
     from .mesh import canonicalize_files
 
-    from .checkpoint import check_output_dir
+    from .core.io import check_output_dir
 
     if a.num_points < 1:
         raise ValueError(f"--num-points must be a positive number of surface samples, got {a.num_points}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write, write_json
+from .core.io import atomic_write, write_json
 from .train import TrainConfig, accuracy_vs_angle, evaluate, train
 
 ANGLES = list(range(0, 181, 15))

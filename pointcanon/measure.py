@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import atomic_write, check_output_file, load_checkpoint, safe_load, write_json
+from .core.io import atomic_write, check_output_file, load_checkpoint, safe_load, write_json
 from .core.equivariance import (INVARIANT, VN_FEATURES, EquivarianceReport, actions_by_type,
                                 evaluate_equivariance)
 from .nn.approximate import ApproximateVNCanonicalizer, FixedInputs

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write, write_json
+from .core.io import atomic_write, write_json
 from .nn.candidates import CandidateCanonicalizer
 from .nn.canonicalizer import VNCanonicalizer
 
@@ -138,7 +138,7 @@ def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"canonicalizer file {path} does not exist")
-    from .checkpoint import FORMAT as CHECKPOINT_FORMAT, safe_load
+    from .core.io import FORMAT as CHECKPOINT_FORMAT, safe_load
 
     obj = safe_load(path, "canonicalizer file")  # never runs code from the file
     if isinstance(obj, dict) and obj.get("format") == CANONICALIZER_FORMAT:

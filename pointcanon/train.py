@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .distributed import DistContext
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
+from .core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
 from .core.priors import EmpiricalPrior, identity_prior, upright_prior
 from .nn import CanonicalizedModel, CandidateCanonicalizer, VNCanonicalizer

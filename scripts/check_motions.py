@@ -20,7 +20,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from pointcanon.checkpoint import check_output_file, write_json
+from pointcanon.core.io import check_output_file, write_json
 from pointcanon.core import apply_rigid, random_rigid_motion
 from pointcanon.datasets import ModelNet40HDF5
 from pointcanon.mesh import DEFAULT_WEIGHTS, load_canonicalizer

@@ -145,7 +145,7 @@ def main():
         print(f"C{n} mean: AP plain {s['ap_plain']:.4f}, wrapper {s['ap_wrapper']:.4f}; consistency IoU (k != 0) "
               f"plain {s['consistency_plain']:.4f}, wrapper {s['consistency_wrapper']:.4f}")
     if a.out:
-        from pointcanon.checkpoint import write_json
+        from pointcanon.core.io import write_json
         write_json(a.out, {"model": what, "rows": rows, "summary": summary})
         print(f"wrote {a.out}")
 

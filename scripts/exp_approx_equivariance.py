@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pointcanon.checkpoint import atomic_write, load_checkpoint, save_checkpoint, write_json
+from pointcanon.core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
 from pointcanon.core.groups import apply_rigid, random_rotations
 from pointcanon.datasets import build_dataset
 from pointcanon.measure import measure_point_model

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pointcanon.checkpoint import atomic_write, check_output_dir, write_json
+from pointcanon.core.io import atomic_write, check_output_dir, write_json
 from pointcanon.datasets.gp1d import sample_tasks
 from pointcanon.nn.convcnp import ConvCNP1d, gaussian_log_likelihood
 

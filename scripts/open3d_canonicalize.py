@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     except ImportError as e:
         print(f"error: Open3D is needed (pip install 'pointcanon[mesh]'): {e}", file=sys.stderr)
         return 2
-    from pointcanon.checkpoint import atomic_write, check_output_file, write_json
+    from pointcanon.core.io import atomic_write, check_output_file, write_json
     from pointcanon.mesh import DegenerateFrameWarning, canonicalize, invert_transform
 
     try:

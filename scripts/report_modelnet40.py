@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from pointcanon.checkpoint import atomic_write
+from pointcanon.core.io import atomic_write
 
 CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),

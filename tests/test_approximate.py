@@ -91,7 +91,7 @@ def test_fixed_vectors_are_learned(modelnet_test_shapes):
 
 
 def test_approximate_model_checkpoint_is_measured(modelnet_test_shapes, tmp_path):
-    from pointcanon.checkpoint import save_checkpoint
+    from pointcanon.core.io import save_checkpoint
     from pointcanon.train import TrainConfig
 
     kwargs = {**SMALL, "num_fixed": 2, "fixed_dropout": 0.5}
@@ -121,7 +121,7 @@ def test_bad_arguments():
 def test_saving_and_loading_keeps_the_exact_switch(tmp_path):
     """`exact` and `fixed_scale` are buffers: a saved approximate model comes back in the mode it was saved
     in (they used to be plain attributes, lost on save), and .to(dtype) does not round them."""
-    from pointcanon.checkpoint import load_checkpoint, save_checkpoint
+    from pointcanon.core.io import load_checkpoint, save_checkpoint
     from pointcanon.nn.approximate import ApproximateVNCanonicalizer
 
     torch.manual_seed(0)

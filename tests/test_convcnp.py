@@ -42,7 +42,7 @@ def test_position_information_breaks_equivariance(mode):
 
 
 def test_exact_switch_is_saved_and_dropout_is_per_task(tmp_path):
-    from pointcanon.checkpoint import load_checkpoint, save_checkpoint
+    from pointcanon.core.io import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     model = ConvCNP1d("approximate", fixed_dropout=0.5)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import MODELNET_HDF5, require
-from pointcanon.checkpoint import save_checkpoint
+from pointcanon.core.io import save_checkpoint
 from pointcanon.core.equivariance import (INVARIANT, VN_FEATURES, channel_correlations, evaluate_equivariance,
                                           image_layer_actions, learned_equivariance, point_group, select_layers)
 from pointcanon.measure import POINT_LAYER_ACTIONS, measure_point_model, run_measure

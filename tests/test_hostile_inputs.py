@@ -265,7 +265,7 @@ def test_eval_refuses_a_dataset_with_another_class_count(small_run, tmp_path, ca
 
 
 def test_written_files_respect_the_umask(tmp_path):
-    from pointcanon.checkpoint import write_json
+    from pointcanon.core.io import write_json
 
     old = os.umask(0o027)
     try:

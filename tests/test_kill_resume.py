@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pointcanon.checkpoint import load_checkpoint
+from pointcanon.core.io import load_checkpoint
 
 KIT = Path(__file__).with_name("trainkit.py")
 

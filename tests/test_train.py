@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from pointcanon.checkpoint import atomic_write, load_checkpoint
+from pointcanon.core.io import atomic_write, load_checkpoint
 from pointcanon.train import TrainConfig, build_model, evaluate, load_model, train
 from trainkit import Blobs, small_config
 

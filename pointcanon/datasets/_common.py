@@ -72,9 +72,9 @@ def normalize_unit_sphere(points: np.ndarray, *, what: str = "points") -> np.nda
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> Path:
-    """``np.save`` through :func:`pointcanon.checkpoint.atomic_write`: readers see the old file or the
+    """``np.save`` through :func:`pointcanon.core.io.atomic_write`: readers see the old file or the
     complete new one, never a half-written file."""
-    from ..checkpoint import atomic_write
+    from ..core.io import atomic_write
 
     def write(tmp):
         with open(tmp, "wb") as f:

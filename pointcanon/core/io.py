@@ -1,5 +1,6 @@
-"""Checkpoints and result files that are never half-written: write to a temporary file in the same
-folder, then ``os.replace`` it over the target (atomic on POSIX)."""
+"""File input and output shared by every module (and image_seg): atomic writes (a temporary file in the
+same folder, then ``os.replace``: never half-written), loading that never runs code, checks of output
+locations, and the training checkpoint format."""
 from __future__ import annotations
 
 import json
