@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .distributed import DistContext
 from .core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
-from .core.priors import EmpiricalPrior, identity_prior, upright_prior
+from .core.priors import PRIORS, EmpiricalPrior
 from .nn import CanonicalizedModel, CandidateCanonicalizer, VNCanonicalizer
 from .nn.backbones import BACKBONES
 from .tasks import TASKS, get_task
@@ -194,10 +194,8 @@ def prior_loss(name: str, frame: Tensor, train_rotation: str = "none") -> Tensor
     orientations the backbone was trained on)."""
     if name == "empirical":
         return _empirical(train_rotation)(frame).mean()
-    if name == "identity":
-        return identity_prior(frame).mean()
-    if name == "upright":
-        return upright_prior(frame, "z").mean()
+    if name in PRIORS:  # identity, upright (z up)
+        return PRIORS[name](frame).mean()
     return frame.new_zeros(())
 
 

@@ -100,8 +100,9 @@ class PointNet(nn.Module):
 class EdgeConv(nn.Module):
     """``max_j MLP([x_j - x_i, x_i])`` over the k nearest neighbours j of i (in feature space).
 
-    Shapes: ``(B, C, N) -> (B, C_out, N)``. Points are processed in chunks of ``chunk_size`` so that
-    the ``(B, 2C, chunk, k)`` edge tensor stays small for large N.
+    Shapes: ``(B, C, N) -> (B, C_out, N)``, or stacked points ``(P, C)`` with an ``edge_index`` ``(2, E)``
+    -> ``(P, C_out)``. The 1x1 edge convolution is split into a neighbour and a centre part, applied per
+    point before gathering, so no ``(B, 2C, N, k)`` edge tensor is built.
     """
 
     def __init__(self, in_channels: int, out_channels: int, k: int = 20):
