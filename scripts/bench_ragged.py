@@ -8,22 +8,10 @@ batch of B clouds of different sizes with the same total (N/2 .. 3N/2 points).
 from __future__ import annotations
 
 import argparse
-import time
-
 import torch
 
+from bench_canonicalizer import timeit  # scripts/ is on the path when this script runs
 from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, VNCanonicalizer, build_backbone
-
-
-def best_time(fn, repeats: int) -> float:
-    with torch.no_grad():
-        fn()
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main(argv=None) -> int:
@@ -54,9 +42,9 @@ def main(argv=None) -> int:
     print(f"{'model':<24}{'dense':>10}{'ragged, equal':>16}{'ratio':>8}{'ragged, mixed':>16}{'ratio':>8}")
     for name, model in models.items():
         model.eval()
-        t_dense = best_time(lambda: model(dense), a.repeats)
-        t_equal = best_time(lambda: model(dense.reshape(-1, 3), batch=equal_batch), a.repeats)
-        t_mixed = best_time(lambda: model(mixed, batch=mixed_batch), a.repeats)
+        t_dense = timeit(model, dense, a.repeats)
+        t_equal = timeit(lambda x: model(x, batch=equal_batch), dense.reshape(-1, 3), a.repeats)
+        t_mixed = timeit(lambda x: model(x, batch=mixed_batch), mixed, a.repeats)
         print(f"{name:<24}{t_dense * 1e3:>8.1f}ms{t_equal * 1e3:>14.1f}ms{t_equal / t_dense:>7.2f}x"
               f"{t_mixed * 1e3:>14.1f}ms{t_mixed / t_dense:>7.2f}x")
     return 0
