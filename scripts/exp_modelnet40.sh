@@ -34,6 +34,7 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
   canon upright --steps "$CANON_STEPS"
   $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
 fi
+canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
 canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset

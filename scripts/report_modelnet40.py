@@ -16,6 +16,7 @@ from pointcanon.core.io import atomic_write
 
 CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),
+    ("upright256", "candidate, upright prior, 256 points seen (not shipped)"),
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
