@@ -12,7 +12,6 @@ Writes OUT/results.json, prints a markdown table, and plots predictions on one h
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time

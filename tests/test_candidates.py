@@ -300,12 +300,12 @@ def test_up_hypotheses_move_with_the_input_and_their_ensemble_is_invariant(model
     canon = load_default_canonicalizer().double()
     x = modelnet_test_shapes[:8].double()
     with torch.no_grad():
-        frames, weights, canonical = canon.hypotheses(x, k)
+        frames, weights, canonical, best = canon.hypotheses(x, k)
         assert frames.shape == (8, k, 3, 3) and canonical.shape == (8, k, 1024, 3)
         assert torch.allclose(weights.sum(-1), torch.ones(8, dtype=torch.float64))
-        assert torch.equal(frames[:, 0], canon(x).frame)
+        assert torch.equal(frames[:, 0], canon(x).frame) and torch.equal(best.frame, canon(x).frame)
         q, t = random_rigid_motion(8, "SE3", generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-        f2, w2, c2 = canon.hypotheses(apply_rigid(x, q, t), k)
+        f2, w2, c2, _ = canon.hypotheses(apply_rigid(x, q, t), k)
         assert (w2 - weights).abs().max() <= 1e-9
         assert (f2 - q.unsqueeze(1) @ frames).abs().max() <= 1e-9
         assert (c2 - canonical).abs().max() <= 1e-9

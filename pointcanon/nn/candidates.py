@@ -310,8 +310,12 @@ class CandidateCanonicalizer(nn.Module):
         """``x`` ``(B, N, 3)``, or a ragged batch: ``x`` ``(P, 3)`` and ``batch`` ``(P,)`` (PyTorch Geometric's
         convention; then ``canonical`` is ``(P, 3)`` and the result carries ``batch``). Each cloud of a
         ragged batch gets the frame a dense call on that cloud alone would give."""
-        centroid, cands, gap, view, mask, no_extent = self._prepare(x, batch)
-        logits = self.candidate_logits(view, mask)
+        prepared = self._prepare(x, batch)
+        return self._choose(x, batch, prepared, self.candidate_logits(prepared[3], prepared[4]))
+
+    def _choose(self, x: Tensor, batch: Tensor | None, prepared: tuple, logits: Tensor) -> Canonicalization:
+        """The argmax candidate's :class:`Canonicalization` from :meth:`_prepare`'s output and the logits."""
+        centroid, cands, gap, view, mask, no_extent = prepared
         index = logits.argmax(-1)
         m, m_degenerate = self._correction(view, self.candidates.to(x.dtype)[index], mask)
         rows = torch.arange(cands.shape[0], device=x.device)
@@ -331,7 +335,7 @@ class CandidateCanonicalizer(nn.Module):
         return Canonicalization(frame=frame, canonical=canonical, origin=centroid, degenerate=degenerate,
                                 conditioning=conditioning, logits=logits, index=index, batch=batch)
 
-    def hypotheses(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    def hypotheses(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Canonicalization]:
         """The ``k`` most likely *up hypotheses* of every cloud ``x`` ``(B, N, 3)``: the candidates are
         grouped by which signed principal axis they stand on (6 groups), each group is represented by its
         best-scored candidate and weighted by its total probability (log-sum-exp of its logits).
@@ -339,12 +343,14 @@ class CandidateCanonicalizer(nn.Module):
         Returns frames ``(B, k, 3, 3)`` (best group first; the first is the frame of :meth:`forward`),
         weights ``(B, k)`` (softmax over the k group masses; they sum to 1) and the canonical clouds
         ``(B, k, N, 3)``. The hypotheses are a set that moves exactly with the input and the weights are
-        invariant, so any weighted use of them (an ensemble) is exactly invariant."""
+        invariant, so any weighted use of them (an ensemble) is exactly invariant. Also returns
+        :meth:`forward`'s result, computed from the same pass."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 6:
             raise ValueError(f"k must be an int from 1 to 6 (signed principal axes), got {k!r}")
         if self.correction is not None:
             raise ValueError("hypotheses need refine=False (the refinement is trained on one candidate)")
-        centroid, cands, _, view, mask, no_extent = self._prepare(x)
+        prepared = self._prepare(x)
+        centroid, cands, _, view, mask, no_extent = prepared
         logits = self.candidate_logits(view, mask)  # (B, K)
         groups = self.up_group.unsqueeze(0).expand_as(logits)
         masked = torch.stack([logits.masked_fill(groups != g, float("-inf")) for g in range(6)], 1)  # (B, 6, K)
@@ -358,7 +364,7 @@ class CandidateCanonicalizer(nn.Module):
         frames = torch.where(no_extent[:, None, None, None], eye, frames)
         weights = torch.softmax(top.values, -1).to(x.dtype)
         canonical = (x - centroid.unsqueeze(1)).unsqueeze(1) @ frames  # (B, k, N, 3)
-        return frames, weights, canonical
+        return frames, weights, canonical, self._choose(x, None, prepared, logits)
 
     def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2, yaw_weight: float = 0.01,
                  batch: Tensor | None = None) -> dict[str, Tensor]:

@@ -39,27 +39,28 @@ class CanonicalizedModel(nn.Module):
         self.vector_keys = tuple(vector_keys)
         self.num_hypotheses = hypotheses
 
-    def _over_hypotheses(self, x: Tensor, args: tuple) -> Tensor:
+    def _over_hypotheses(self, x: Tensor, args: tuple) -> tuple[Tensor, Canonicalization]:
         """Classification over the canonicalizer's ``num_hypotheses`` up hypotheses. Training: each cloud is
         seen in one hypothesis drawn with its weight (the backbone learns every likely pose); evaluation:
-        the weight-averaged class probabilities, returned as log-probabilities ``(B, C)``."""
-        frames, weights, canonical = self.canonicalizer.hypotheses(x, self.num_hypotheses)
+        the weight-averaged class probabilities, returned as log-probabilities ``(B, C)``; with the best
+        frame's :class:`Canonicalization`."""
+        _, weights, canonical, best = self.canonicalizer.hypotheses(x, self.num_hypotheses)
         b, k = weights.shape
         if self.training:
             pick = torch.multinomial(weights.detach().float(), 1).squeeze(1)
-            return self.backbone(canonical[torch.arange(b, device=x.device), pick], *args)
+            return self.backbone(canonical[torch.arange(b, device=x.device), pick], *args), best
         out = self.backbone(canonical.flatten(0, 1), *(a.repeat_interleave(k, 0) for a in args))
         if not isinstance(out, Tensor) or out.ndim != 2:
             raise ValueError("hypotheses > 1 averages class probabilities: the backbone must return (B, C) logits")
         probs = torch.softmax(out.view(b, k, -1), -1)
-        return torch.log((weights.unsqueeze(-1) * probs).sum(1).clamp_min(torch.finfo(probs.dtype).tiny))
+        return torch.log((weights.unsqueeze(-1) * probs).sum(1).clamp_min(torch.finfo(probs.dtype).tiny)), best
 
     def forward(self, x: Tensor, *args, batch: Tensor | None = None, return_canonicalization: bool = False):
         if self.num_hypotheses > 1:
             if batch is not None:
                 raise ValueError("hypotheses > 1 takes dense (B, N, 3) batches")
-            out = self._over_hypotheses(x, args)
-            return (out, self.canonicalizer(x)) if return_canonicalization else out
+            out, canon = self._over_hypotheses(x, args)
+            return (out, canon) if return_canonicalization else out
         if batch is None:
             canon: Canonicalization = self.canonicalizer(x)
             out = self.backbone(canon.canonical, *args)
