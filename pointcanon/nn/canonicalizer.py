@@ -104,19 +104,27 @@ class VNCanonicalizer(nn.Module):
         noise (signal ~ machine epsilon, against >= 3e-2 for real shapes) whatever their ratios say."""
         pts = self._subsample(centred)  # (B, M, 3)
         offset = gather_neighbours(pts, knn(pts, self.k)).mean(2) - pts  # (B, M, 3)
-        feats = [pts, offset]
-        if self.covariance:
-            cov = pts.transpose(1, 2) @ pts  # (B, 3, 3); C(x Q^T) = Q C Q^T
-            cov = cov / cov.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-30)[:, None, None]
-            feats += [pts @ cov, offset @ cov]
-        f = torch.stack(feats, 1).transpose(2, 3)  # (B, 2 or 4, 3, M)
-        f = self.local(f)  # (B, C1, 3, M)
+        f = self.local(self._input_features(pts, offset))  # (B, C1, 3, M)
         f = self.point(f)  # (B, C2, 3, M)
         g = vn_mean_pool(f, -1).unsqueeze(-1).expand_as(f)
         f = self.fuse(torch.cat([f, g], 1))  # (B, C3, 3, M)
         pooled = vn_mean_pool(f, -1)  # (B, C3, 3)
+        return self._head(pooled, f.norm(dim=(1, 2)).mean(-1))
+
+    def _input_features(self, pts: Tensor, offset: Tensor) -> Tensor:
+        """VN input channels ``(B, 2 or 4, 3, M)``: the points, their local offsets and (``covariance``) both
+        times the trace-normalised covariance ``C`` of the points (``C(x Q^T) = Q C Q^T``)."""
+        feats = [pts, offset]
+        if self.covariance:
+            cov = pts.transpose(1, 2) @ pts  # (B, 3, 3)
+            cov = cov / cov.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-30)[:, None, None]
+            feats += [pts @ cov, offset @ cov]
+        return torch.stack(feats, 1).transpose(2, 3)
+
+    def _head(self, pooled: Tensor, spread: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Output vectors, ``pooled`` and the signal (see :meth:`predict_vectors`) from the pooled feature
+        ``(B, C3, 3)`` and the mean per-point feature size ``spread`` ``(B,)``."""
         with torch.no_grad():
-            spread = f.norm(dim=(1, 2)).mean(-1)  # (B,) mean per-point feature size
             signal = torch.where(spread > 0, pooled.flatten(1).norm(dim=-1) / spread.clamp_min(TINY), 0.0).clamp(0, 1)
         head = pooled if self.cross is None else torch.cat([pooled, self.cross(pooled)], 1)
         return self.out(head), pooled, signal
@@ -132,22 +140,13 @@ class VNCanonicalizer(nn.Module):
         nbr, real = masked_knn(pts, mask, self.k)
         w = real.to(pts.dtype).unsqueeze(-1)
         offset = (gather_neighbours(pts, nbr) * w).sum(2) / w.sum(2).clamp_min(1) - pts
-        feats = [pts, offset]
-        if self.covariance:
-            cov = pts.transpose(1, 2) @ pts
-            cov = cov / cov.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1e-30)[:, None, None]
-            feats += [pts @ cov, offset @ cov]
-        f = torch.stack(feats, 1).transpose(2, 3)  # (B, F, 3, M)
+        f = self._input_features(pts, offset)  # (B, F, 3, M); padding rows are zero
         cloud = torch.arange(b, device=centred.device)[:, None].expand_as(mask)[mask]  # (P',)
         h = self.point(self.local(f.permute(1, 2, 0, 3)[:, :, mask].unsqueeze(0)))  # (1, C2, 3, P')
         g = segment_mean(h[0].permute(2, 0, 1), cloud, b)  # (B, C2, 3)
         h = self.fuse(torch.cat([h, g[cloud].permute(1, 2, 0).unsqueeze(0)], 1))  # (1, C3, 3, P')
         pooled = segment_mean(h[0].permute(2, 0, 1), cloud, b)  # (B, C3, 3)
-        with torch.no_grad():
-            spread = segment_mean(h[0].norm(dim=(0, 1)), cloud, b)
-            signal = torch.where(spread > 0, pooled.flatten(1).norm(dim=-1) / spread.clamp_min(TINY), 0.0).clamp(0, 1)
-        head = pooled if self.cross is None else torch.cat([pooled, self.cross(pooled)], 1)
-        return self.out(head), pooled, signal
+        return self._head(pooled, segment_mean(h[0].norm(dim=(0, 1)), cloud, b))
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Canonicalization:
         """``x`` ``(B, N, 3)``, or a ragged batch: ``x`` ``(P, 3)`` with ``batch`` ``(P,)`` (PyTorch
