@@ -15,7 +15,6 @@ from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from .canonicalizer import ImageCanonicalizer, default_canonicalizer
-from .geometry import ImageRotation
 from .validation import check_box, check_image, check_mask_input, check_points
 
 

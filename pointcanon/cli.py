@@ -10,11 +10,25 @@ import torch
 
 from .datasets import DATASET_TASKS
 
-PROTOCOL_CHOICES = ("upright", "z", "so3")
+PROTOCOL_CHOICES = ("upright", "z", "SO3")  # = train.PROTOCOLS (not imported here: keeps --help fast)
+TRAIN_ROTATIONS = ("none", "z", "SO3")
 TASK_CHOICES = ("cls", "partseg")
 CLS_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "cls")
 PARTSEG_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "partseg")
 DATASET_CHOICES = tuple(DATASET_TASKS)
+
+
+def _rotation(allowed):
+    """argparse type: a rotation name in the one group vocabulary (any case)."""
+    def parse(value):
+        from .config import parse_rotation
+
+        try:
+            return parse_rotation(value, allowed)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = "rotation"
+    return parse
 
 
 def _threads(n: int | None) -> None:
@@ -72,7 +86,8 @@ def _canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
 
 
 def cmd_train(a, **extra) -> int:
-    from .train import TrainConfig, evaluate, train
+    from .config import TrainConfig
+    from .train import evaluate, train
 
     task = _resolve_task(getattr(a, "task", None), a.dataset)
     max_shapes = getattr(a, "max_shapes", None)
@@ -103,7 +118,8 @@ def cmd_train(a, **extra) -> int:
             f"{cfg.batch_size // dist.world} per process")
     t0 = time.time()
     try:
-        model, _ = train(cfg, train_set, test_set, out=a.out, resume=a.resume, dist=dist, log=say)
+        model, _ = train(cfg, train_set, test_set, out=a.out, resume=a.resume, dist=dist, log=say,
+                         num_workers=a.workers)
         results = {p: evaluate(model, test_set, p, seed=cfg.seed, dist=dist) for p in PROTOCOL_CHOICES}
     finally:
         shutdown(dist)
@@ -117,7 +133,8 @@ def cmd_train(a, **extra) -> int:
 
 def cmd_adapt(a) -> int:
     from .core.io import load_checkpoint
-    from .train import DEFAULT_PRIOR, TrainConfig
+    from .config import TrainConfig
+    from .train import DEFAULT_PRIOR
 
     src = TrainConfig.from_checkpoint(load_checkpoint(a.pretrained), a.pretrained)
     prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
@@ -135,7 +152,8 @@ def cmd_adapt(a) -> int:
 
 def cmd_eval(a) -> int:
     from .core.io import write_json
-    from .train import evaluate, load_model
+    from .models import load_model
+    from .train import evaluate
 
     from .core.io import check_output_file
     from .tasks import get_task
@@ -239,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hypotheses", type=int, default=1, metavar="K",
                    help="candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one "
                         "drawn per shape; evaluation: their weighted average); K backbone passes at evaluation")
-    t.add_argument("--train-rotation", choices=("none", "z", "so3"), default="none")
+    t.add_argument("--train-rotation", type=_rotation(TRAIN_ROTATIONS), default="none", metavar="{none,z,SO3}",
+                   help="random rotation of every training shape (any case)")
     t.add_argument("--prior", choices=("none", "identity", "upright", "empirical"), default="none",
                    help="empirical: distance to the nearest orientation of the --train-rotation augmentation")
     t.add_argument("--prior-weight", type=float, default=0.0)
@@ -253,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--max-shapes", type=int, default=None,
                    help="use only N shapes of each split, spread evenly (quick checks; not saved in the config)")
+    t.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes that prepare batches (the result does not depend on it)")
     t.set_defaults(func=cmd_train)
 
     ad = sub.add_parser("adapt", help="put a VN canonicalizer with a prior in front of a pretrained classifier")
@@ -280,11 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--out", required=True)
     ad.add_argument("--resume", action="store_true")
     ad.add_argument("--max-shapes", type=int, default=None, help="use only N shapes of each split (quick checks)")
+    ad.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (the result does not depend on it)")
     ad.set_defaults(func=cmd_adapt)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")
     e.add_argument("checkpoint")
-    e.add_argument("--protocols", nargs="+", choices=PROTOCOL_CHOICES, default=list(PROTOCOL_CHOICES))
+    e.add_argument("--protocols", nargs="+", type=_rotation(PROTOCOL_CHOICES), default=list(PROTOCOL_CHOICES),
+                   metavar="{upright,z,SO3}", help="test rotations (any case): none, random about z, random in SO(3)")
     e.add_argument("--dataset", choices=DATASET_CHOICES, default=None)
     e.add_argument("--data-root", default=None)
     e.add_argument("--num-points", type=int, default=None)

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from .core.io import atomic_write, write_json
-from .train import TrainConfig, accuracy_vs_angle, evaluate, train
+from .config import TrainConfig
+from .train import accuracy_vs_angle, evaluate, train
 
 ANGLES = list(range(0, 181, 15))
 
@@ -58,12 +59,12 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, quick: bool = Fals
         log(f"training {name} PointNet ({cfg.epochs} epochs, {n} points)")
         torch.manual_seed(seed)
         model, _ = train(cfg, train_set, test_set, log=lambda s: None)
-        metrics[name] = {p: evaluate(model, test_set, p, seed=seed)["acc"] for p in ("upright", "so3")}
+        metrics[name] = {p: evaluate(model, test_set, p, seed=seed)["acc"] for p in ("upright", "SO3")}
         curves[name] = accuracy_vs_angle(model, test_set, ANGLES)
     seconds = round(time.time() - t0, 1)
     log(f"\n{'model':<16}{'upright':>10}{'SO(3)':>10}")
     for name, m in metrics.items():
-        log(f"{name:<16}{100 * m['upright']:>9.1f}%{100 * m['so3']:>9.1f}%")
+        log(f"{name:<16}{100 * m['upright']:>9.1f}%{100 * m['SO3']:>9.1f}%")
     log(f"\n{seconds} s; wrote {out / 'metrics.json'} and {out / 'accuracy_vs_angle.png'}")
     write_json(out / "metrics.json", metrics)
     write_json(out / "details.json", {"seconds": seconds, "angles_deg": ANGLES, "accuracy_vs_angle": curves,

@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .core.io import atomic_write, check_output_file, load_checkpoint, safe_load, write_json
-from .core.equivariance import (INVARIANT, VN_FEATURES, EquivarianceReport, actions_by_type,
-                                evaluate_equivariance)
+from .core.io import atomic_write, check_output_file, safe_load, write_json
+from .core.actions import INVARIANT, VN_FEATURES
+from .core.equivariance import EquivarianceReport, actions_by_type, evaluate_equivariance
 from .nn.approximate import ApproximateVNCanonicalizer, FixedInputs
 from .nn.backbones import TNet
 from .nn.vn import VNBatchNorm, VNCross, VNLeakyReLU, VNLinear, VNMaxPool
@@ -30,7 +30,7 @@ POINT_LAYER_ACTIONS = actions_by_type({TNet: None, VNLinear: VN_FEATURES, VNLeak
 
 def load_model(path) -> tuple[nn.Module, object, dict]:
     """Rebuild a checkpoint's model in eval mode (``vn-approx`` included): ``(model, TrainConfig, state)``."""
-    from .train import load_model as load_train_model
+    from .models import load_model as load_train_model
 
     return load_train_model(path)
 

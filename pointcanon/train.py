@@ -10,7 +10,6 @@ import functools
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,151 +17,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .distributed import DistContext
+from .loader import batch_loader
 from .core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
+from .config import PROTOCOLS, TrainConfig, parse_rotation
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
 from .core.priors import PRIORS, EmpiricalPrior
-from .nn import CanonicalizedModel, CandidateCanonicalizer, VNCanonicalizer
-from .nn.backbones import BACKBONES
-from .tasks import TASKS, get_task
+from .models import build_model, load_canonicalizer_weights, load_pretrained_backbone
+from .nn import CanonicalizedModel
+from .tasks import get_task
 
-PROTOCOLS = ("upright", "z", "so3")
-ROTATIONS = {"none": "none", "upright": "none", "z": "z", "so3": "SO3"}
-PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
-CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved in every checkpoint."""
-
-    task: str = "cls"  # "cls" | "partseg"
-    dataset: str = "synthetic"
-    data_root: str | None = None
-    backbone: str = "pointnet"
-    backbone_kwargs: dict = field(default_factory=dict)
-    canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer) | "candidate"
-    canonicalizer_kwargs: dict = field(default_factory=dict)
-    canonicalizer_weights: str | None = None  # canonicalizer file to start from (e.g. the shipped upright one)
-    freeze_canonicalizer: bool = False
-    train_rotation: str = "none"  # "none" | "z" | "so3"
-    prior: str = "none"  # "none" | "identity" | "upright" | "empirical" (fitted to train_rotation)
-    prior_weight: float = 0.0
-    epochs: int = 10
-    batch_size: int = 32
-    num_points: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    eval_every: int = 1
-    checkpoint_every: int = 0  # steps; 0 = at the end of every epoch only
-    dataset_kwargs: dict = field(default_factory=dict)
-    pretrained: str | None = None  # checkpoint of a plain backbone to adapt (see `pointcanon adapt`)
-    freeze_backbone: bool = False
-    backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
-    hypotheses: int = 1  # candidate canonicalizer: up hypotheses the classifier sees (CanonicalizedModel)
-
-    def validate(self) -> "TrainConfig":
-        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
-                  ("train_rotation", self.train_rotation, ("none", "z", "so3")), ("prior", self.prior, PRIOR_CHOICES)]
-        for name, value, allowed in checks:
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.epochs == 0 and not self.pretrained:
-            raise ValueError("epochs must be positive (0 only to assemble a pretrained backbone and a canonicalizer)")
-        for name in ("batch_size", "num_points") + (("epochs",) if self.epochs else ()):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError("batch_size must be at least 2 (batch norm needs two samples)")
-        if self.prior != "none" and self.canonicalizer == "none":
-            raise ValueError(f"prior {self.prior!r} needs a canonicalizer (--canonicalizer vn)")
-        if (self.pretrained or self.freeze_backbone) and self.canonicalizer == "none":
-            raise ValueError("adapting a pretrained backbone needs a canonicalizer (--canonicalizer vn)")
-        if (self.canonicalizer_weights or self.freeze_canonicalizer) and self.canonicalizer == "none":
-            raise ValueError("canonicalizer_weights / freeze_canonicalizer need a canonicalizer (--canonicalizer)")
-        if self.freeze_canonicalizer and self.freeze_backbone and self.epochs:
-            raise ValueError("the canonicalizer and the backbone are both frozen: nothing would be trained")
-        if self.freeze_canonicalizer and self.prior != "none" and self.prior_weight:
-            raise ValueError("a frozen canonicalizer cannot learn a prior: drop --prior or --freeze-canonicalizer")
-        if self.canonicalizer == "candidate" and self.prior not in ("none", "upright", "identity"):
-            raise ValueError(f"the candidate canonicalizer learns the 'upright' or 'identity' prior, not {self.prior!r}")
-        if self.freeze_backbone and not self.pretrained:
-            raise ValueError("freeze_backbone needs a pretrained backbone checkpoint")
-        for name in ("lr",) + (("backbone_lr",) if self.backbone_lr is not None else ()):
-            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
-        for name in ("prior_weight", "weight_decay"):
-            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if not (isinstance(self.hypotheses, int) and 1 <= self.hypotheses <= 6):
-            raise ValueError(f"hypotheses must be an int from 1 to 6, got {self.hypotheses!r}")
-        if self.hypotheses > 1 and (self.canonicalizer != "candidate" or self.task != "cls"):
-            raise ValueError("hypotheses > 1 needs --canonicalizer candidate and a classification task")
-        for name in ("checkpoint_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0: never), got {getattr(self, name)}")
-        return self
-
-    @classmethod
-    def from_checkpoint(cls, state: dict, path) -> "TrainConfig":
-        """The config saved in a checkpoint ``state`` (from :func:`load_checkpoint`); ``ValueError`` naming
-        ``path`` when it is missing or does not fit this version."""
-        saved = state.get("config")
-        if not isinstance(saved, dict):
-            raise ValueError(f"{path} has no training config (not written by `pointcanon train`?)")
-        try:
-            return cls(**saved)
-        except TypeError as e:
-            raise ValueError(f"the config in {path} does not match this version of pointcanon: {e}") from None
-
-
-def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
-    """The task's backbone, wrapped in a :class:`CanonicalizedModel` when ``cfg.canonicalizer == "vn"``.
-    ``sizes``: ``{"num_classes": C}`` (or just C) for classification, ``{"num_parts", "num_categories"}``
-    for part segmentation."""
-    if isinstance(sizes, int):
-        sizes = {"num_classes": sizes}
-    backbone = get_task(cfg.task).build_backbone(cfg.backbone, sizes, cfg.backbone_kwargs)
-    if cfg.canonicalizer == "none":
-        return backbone
-    if cfg.canonicalizer == "vn-approx":
-        from .nn.approximate import ApproximateVNCanonicalizer
-
-        return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
-    if cfg.canonicalizer == "candidate":
-        return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone,
-                                  hypotheses=cfg.hypotheses)
-    return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
-
-
-def load_canonicalizer_weights(model: CanonicalizedModel, path) -> None:
-    """Start ``model.canonicalizer`` from a canonicalizer file (:func:`pointcanon.mesh.save_canonicalizer`),
-    which must hold the same kind of canonicalizer with the same hyperparameters."""
-    from .mesh import load_canonicalizer
-
-    src = load_canonicalizer(path)
-    dst = model.canonicalizer
-    if type(src) is not type(dst) or src.hparams != dst.hparams:
-        raise ValueError(f"{path} holds a {type(src).__name__} {src.hparams}, which does not fit the "
-                         f"{type(dst).__name__} {dst.hparams} being trained; pass its hyperparameters")
-    dst.load_state_dict(src.state_dict())
-
-
-DEFAULT_PRIOR = {"none": "identity", "z": "upright", "so3": "none"}  # by the backbone's training rotation
-
-
-def load_pretrained_backbone(model: CanonicalizedModel, path) -> TrainConfig:
-    """Load the weights of a plain (non-canonicalized) classifier checkpoint into ``model.backbone``;
-    returns that checkpoint's config."""
-    state = load_checkpoint(path)
-    src = TrainConfig.from_checkpoint(state, path)
-    if src.canonicalizer != "none":
-        raise ValueError(f"{path} holds a canonicalized model; adapt a plain backbone checkpoint instead")
-    try:
-        model.backbone.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit the backbone being adapted: {e}") from None
-    return src
+DEFAULT_PRIOR = {"none": "identity", "z": "upright", "SO3": "none"}  # by the backbone's training rotation
 
 
 def _train_mode(model: nn.Module, cfg: TrainConfig) -> None:
@@ -215,12 +79,10 @@ def _generator(*parts: int) -> torch.Generator:
 def rotate_batch(x: Tensor, rotation: str, generator: torch.Generator, positions: Tensor | None = None,
                  global_size: int | None = None) -> Tensor:
     """Rotate every cloud of ``x`` ``(B, N, 3)`` by its own random element of ``rotation``
-    (``"none"``, ``"z"`` about the up axis z, or ``"so3"``). Under data parallelism, the rotations of
+    (``"none"``, ``"z"`` about the up axis z, or ``"SO3"``). Under data parallelism, the rotations of
     the whole global batch (``global_size``) are drawn and each rank takes those at its ``positions``,
     so that every shape gets the rotation it would get in a single process."""
-    group = ROTATIONS.get(rotation)
-    if group is None:
-        raise ValueError(f"rotation must be one of {tuple(ROTATIONS)}, got {rotation!r}")
+    group = parse_rotation(rotation)
     if group == "none":
         return x
     rots = random_rotations(global_size or x.shape[0], group, generator=generator, dtype=x.dtype)
@@ -242,19 +104,18 @@ def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size
     """Metrics of ``model`` on ``dataset`` under a rotation protocol: accuracy and mean class accuracy
     (classification) or instance / class mIoU and point accuracy (part segmentation).
 
-    ``protocol``: ``"upright"``, ``"z"`` (random about z) or ``"so3"``; each shape gets its own fixed
-    rotation drawn from ``seed`` (independent of ``batch_size``). ``rotation`` ``(3, 3)`` overrides it
-    with one rotation applied to every shape.
+    ``protocol``: ``"upright"``, ``"z"`` (random about z) or ``"SO3"`` (any case); each shape gets its own
+    fixed rotation drawn from ``seed`` (independent of ``batch_size``). ``rotation`` ``(3, 3)`` overrides
+    it with one rotation applied to every shape.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    protocol = parse_rotation(protocol, PROTOCOLS, "protocol")
     dist = dist or DistContext()
     task = get_task(getattr(dataset, "task", "cls"))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     n = len(dataset)
-    rots = random_rotations(n, ROTATIONS[protocol], generator=_generator(seed, 7919))
+    rots = random_rotations(n, "none" if protocol == "upright" else protocol, generator=_generator(seed, 7919))
     mine = torch.arange(dist.rank, n, dist.world)  # each rank evaluates a shard
     parts: dict[str, list[Tensor]] = {}
     for start in tqdm(range(0, len(mine), batch_size), desc=f"eval {protocol}", disable=not progress, leave=False):
@@ -277,12 +138,14 @@ def accuracy_vs_angle(model: nn.Module, dataset, angles_deg, *, axis: str = "x",
 
 def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None = None, resume: bool = False,
           progress: bool = True, log=print, stop_after_steps: int | None = None,
-          dist: DistContext | None = None) -> tuple[nn.Module, list[dict]]:
+          dist: DistContext | None = None, num_workers: int = 0) -> tuple[nn.Module, list[dict]]:
     """Train a classifier; returns the (unwrapped) model and the per-epoch history.
 
     With ``out``, writes ``config.json``, ``metrics.jsonl`` (one JSON object per epoch) and ``last.pt``
     (atomically, rank 0 only) there; ``resume=True`` continues from ``out/last.pt``.
     ``stop_after_steps`` stops after that many optimizer steps (to test resuming).
+    Batches come from a :func:`pointcanon.loader.batch_loader` with ``num_workers`` processes (pinned
+    memory on CUDA); the result is the same for any ``num_workers``.
 
     Data parallel (``dist`` from :func:`pointcanon.distributed.init_from_env`): ``cfg.batch_size`` is the
     *global* batch, split evenly over the ranks; every global batch holds the same shapes, with the same
@@ -290,6 +153,8 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
     results match a single process closely, not bit for bit.
     """
     cfg.validate()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
     dist = dist or DistContext()
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size {cfg.batch_size} (global) must be divisible by the {dist.world} processes")
@@ -363,13 +228,16 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         while epoch < cfg.epochs:
             _train_mode(model, cfg)
             sampler.set_epoch(epoch)
-            local = torch.tensor(list(sampler))
+            local = list(sampler)
+            seeds = [_generator(cfg.seed, epoch, s, 1, dist.rank).initial_seed() for s in range(steps_per_epoch)]
+            keys = [(seeds[s], local[s * local_bs:(s + 1) * local_bs]) for s in range(step, steps_per_epoch)]
+            batches = batch_loader(train_set, task.collate, keys, num_workers=num_workers,
+                                   pin_memory=dist.device.type == "cuda")
             t0 = time.time()
-            bar = tqdm(range(step, steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not (progress and dist.is_main), leave=False)
-            for step in bar:
-                torch.manual_seed(_generator(cfg.seed, epoch, step, 1, dist.rank).initial_seed())  # dropout, transforms
-                x, args, y = task.collate(train_set, local[step * local_bs:(step + 1) * local_bs])
+            bar = tqdm(zip(range(step, steps_per_epoch), batches), total=steps_per_epoch - step,
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and dist.is_main), leave=False)
+            for step, (x, args, y) in bar:
+                torch.manual_seed(seeds[step])  # dropout (the batch's transforms were seeded by the loader)
                 positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch
                 x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
                 x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
@@ -434,13 +302,3 @@ def _gather_objects(dist: DistContext, obj) -> list:
     return parts
 
 
-def load_model(path) -> tuple[nn.Module, TrainConfig, dict]:
-    """Rebuild the model of a checkpoint written by :func:`train` (in eval mode)."""
-    state = load_checkpoint(path)
-    cfg = TrainConfig.from_checkpoint(state, path)
-    try:
-        model = build_model(cfg, state["sizes"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None
-    return model.eval(), cfg, state

@@ -64,7 +64,7 @@ run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.
 # 5. up hypotheses (CanonicalizedModel(hypotheses=K)): the classifiers above evaluated over their K most likely
 #    up hypotheses, and a canonicalized PointNet trained over 3 hypotheses (one drawn per shape)
 hyp_eval() { local run=$1 k=$2; [ -f "$OUT/$run/hyp$k.json" ] && return 0
-             $PC eval "$OUT/$run/last.pt" --hypotheses "$k" --protocols so3 --out "$OUT/$run/hyp$k.json"; }
+             $PC eval "$OUT/$run/last.pt" --hypotheses "$k" --protocols SO3 --out "$OUT/$run/hyp$k.json"; }
 for k in 1 2 3 4; do for r in canon_z adapt_frozen adapt_finetune; do hyp_eval "$r" "$k"; done; done
 run canon_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \
     --train-rotation z --hypotheses 3 --checkpoint-every 100

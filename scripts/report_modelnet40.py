@@ -79,7 +79,7 @@ def accuracy_table(runs: Path, rows, header: str) -> list[str]:
         p = ev["protocols"]
         epochs = _config(runs, name).get("epochs", "?")
         lines.append(f"| {label} | {100 * p['upright']['acc']:.1f} | {100 * p['z']['acc']:.1f} | "
-                     f"{100 * p['so3']['acc']:.1f} | {epochs} | {ev.get('train_seconds', 0) / 60:.0f} min |")
+                     f"{100 * p['SO3']['acc']:.1f} | {epochs} | {ev.get('train_seconds', 0) / 60:.0f} min |")
     return lines
 
 
@@ -93,7 +93,7 @@ def hypotheses_table(runs: Path) -> list[str]:
         for k in ks:
             path = runs / name / f"hyp{k}.json"
             path = path if path.is_file() or k != trained else runs / name / "eval.json"
-            cells.append(f"{100 * json.loads(path.read_text())['protocols']['so3']['acc']:.1f}" if path.is_file() else "–")
+            cells.append(f"{100 * json.loads(path.read_text())['protocols']['SO3']['acc']:.1f}" if path.is_file() else "–")
         if any(c != "–" for c in cells):
             lines.append(f"| {label} | {trained} | " + " | ".join(cells) + " |")
     return lines
@@ -109,7 +109,7 @@ def segmentation_table(runs: Path) -> list[str]:
         p = ev["protocols"]
         epochs = _config(runs, name).get("epochs", "?")
         lines.append(f"| {label} | {100 * p['z']['instance_miou']:.1f} | {100 * p['z']['class_miou']:.1f} | "
-                     f"{100 * p['so3']['instance_miou']:.1f} | {100 * p['so3']['class_miou']:.1f} | {epochs} | "
+                     f"{100 * p['SO3']['instance_miou']:.1f} | {100 * p['SO3']['class_miou']:.1f} | {epochs} | "
                      f"{ev.get('train_seconds', 0) / 60:.0f} min |")
     return lines
 

@@ -3,7 +3,8 @@ not exact when they are on, and the strict canonicalizer again in exact mode."""
 import pytest
 import torch
 
-from pointcanon.core.equivariance import CANONICALIZATION, evaluate_equivariance
+from pointcanon.core.actions import CANONICALIZATION
+from pointcanon.core.equivariance import evaluate_equivariance
 from pointcanon.measure import POINT_LAYER_ACTIONS, load_model, measure_point_model
 from pointcanon.nn import CanonicalizedModel, PointNet, VNCanonicalizer
 from pointcanon.nn.approximate import ApproximateVNCanonicalizer, FixedInputs
@@ -92,7 +93,7 @@ def test_fixed_vectors_are_learned(modelnet_test_shapes):
 
 def test_approximate_model_checkpoint_is_measured(modelnet_test_shapes, tmp_path):
     from pointcanon.core.io import save_checkpoint
-    from pointcanon.train import TrainConfig
+    from pointcanon.config import TrainConfig
 
     kwargs = {**SMALL, "num_fixed": 2, "fixed_dropout": 0.5}
     cfg = TrainConfig(canonicalizer="vn-approx", canonicalizer_kwargs=kwargs, backbone_kwargs={"width": 64})

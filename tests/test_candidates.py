@@ -239,7 +239,7 @@ def test_cli_trains_adapts_and_freezes_a_candidate_canonicalizer(tmp_path, one_t
 
     from pointcanon.cli import main
     from pointcanon.mesh import load_canonicalizer, save_canonicalizer
-    from pointcanon.train import load_model
+    from pointcanon.models import load_model
 
     small = ["--dataset", "synthetic", "--num-points", "64", "--batch-size", "16", "--max-shapes", "64", "--epochs", "1"]
     assert main(["train", *small, "--canonicalizer", "candidate", "--prior", "upright", "--prior-weight", "1",
@@ -257,7 +257,7 @@ def test_cli_trains_adapts_and_freezes_a_candidate_canonicalizer(tmp_path, one_t
     for k, v in saved.state_dict().items():
         assert torch.equal(adapted.canonicalizer.state_dict()[k], v), k
     acc = json.loads((tmp_path / "adapted" / "eval.json").read_text())["protocols"]
-    assert acc["z"]["acc"] == acc["so3"]["acc"] == acc["upright"]["acc"]
+    assert acc["z"]["acc"] == acc["SO3"]["acc"] == acc["upright"]["acc"]
     # a frozen canonicalizer without weights, or both parts frozen in a training run, is refused
     assert main(["train", *small, "--canonicalizer", "candidate", "--prior", "upright", "--prior-weight", "1",
                  "--canonicalizer-weights", str(tmp_path / "c.pt"), "--freeze-canonicalizer",
@@ -330,7 +330,7 @@ def test_cli_trains_and_evaluates_over_hypotheses(tmp_path, one_thread):
     import json
 
     from pointcanon.cli import main
-    from pointcanon.train import load_model
+    from pointcanon.models import load_model
 
     small = ["--dataset", "synthetic", "--num-points", "64", "--batch-size", "16", "--max-shapes", "48", "--epochs", "1"]
     assert main(["train", *small, "--canonicalizer", "candidate", "--prior", "upright", "--prior-weight", "1",
@@ -338,7 +338,7 @@ def test_cli_trains_and_evaluates_over_hypotheses(tmp_path, one_thread):
     model, cfg, _ = load_model(tmp_path / "h" / "last.pt")
     assert cfg.hypotheses == 2 and model.num_hypotheses == 2
     acc = json.loads((tmp_path / "h" / "eval.json").read_text())["protocols"]
-    assert acc["upright"]["acc"] == acc["z"]["acc"] == acc["so3"]["acc"]
+    assert acc["upright"]["acc"] == acc["z"]["acc"] == acc["SO3"]["acc"]
     assert main(["eval", str(tmp_path / "h" / "last.pt"), "--hypotheses", "3", "--max-shapes", "16",
                  "--out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["hypotheses"] == 3

@@ -10,8 +10,9 @@ from torch import nn
 
 from conftest import MODELNET_HDF5, require
 from pointcanon.core.io import save_checkpoint
-from pointcanon.core.equivariance import (INVARIANT, VN_FEATURES, channel_correlations, evaluate_equivariance,
-                                          image_layer_actions, learned_equivariance, point_group, select_layers)
+from pointcanon.core.actions import INVARIANT, VN_FEATURES, point_group
+from pointcanon.core.equivariance import (channel_correlations, evaluate_equivariance, image_layer_actions,
+                                          learned_equivariance, select_layers)
 from pointcanon.measure import POINT_LAYER_ACTIONS, measure_point_model, run_measure
 from pointcanon.nn import CanonicalizedModel, PointNet, VNCanonicalizer
 from pointcanon.nn.vn import VNLinear, VNLinearLeakyReLU, VNMaxPool
@@ -202,7 +203,7 @@ def test_bad_input_raises_clear_errors(modelnet_test_shapes):
 
 def test_measure_command_writes_table_plot_and_json(modelnet_test_shapes, tmp_path, capsys):
     from pointcanon.cli import main
-    from pointcanon.train import TrainConfig
+    from pointcanon.config import TrainConfig
 
     cfg = TrainConfig(canonicalizer="vn", canonicalizer_kwargs={"hidden": (8, 16, 32), "num_points": 128},
                       backbone_kwargs={"width": 64})

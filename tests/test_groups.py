@@ -81,3 +81,22 @@ def test_unknown_group_and_axis_are_rejected():
         random_rotations(2, "SU2")
     with pytest.raises(ValueError, match="axis"):
         rotation_about_axis(0.1, "w")
+
+
+def test_one_group_vocabulary_parsed_at_every_boundary():
+    from pointcanon import VNCanonicalizer
+    from pointcanon.core.actions import get_group
+    from pointcanon.core.groups import GroupName
+    from pointcanon.nn import CandidateCanonicalizer
+
+    assert GroupName.parse("so3") is GroupName.SO3 and GroupName.parse("Z") is GroupName.Z
+    assert GroupName.SE3.rotations is GroupName.SO3 and GroupName.E3.reflections and not GroupName.SO3.translations
+    assert GroupName.SO3 == "SO3" and str(GroupName.E3) == "E3"
+    # every entry point takes any spelling and stores the canonical one
+    assert VNCanonicalizer("se3").hparams["group"] == "SE3"
+    assert CandidateCanonicalizer("e3").hparams["group"] == "E3"
+    assert get_group("so3").name == "SO3"
+    torch.testing.assert_close(random_rotations(3, "so3", generator=torch.Generator().manual_seed(1)),
+                               random_rotations(3, GroupName.SO3, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match="unknown group 'SO2'"):
+        GroupName.parse("SO2")

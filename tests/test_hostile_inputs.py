@@ -13,7 +13,7 @@ import torch
 
 from pointcanon.cli import main as pointcanon_main
 from pointcanon.mesh import canonicalize
-from pointcanon.train import load_model
+from pointcanon.models import load_model
 from image_seg.cli import main as image_seg_main
 
 
@@ -54,7 +54,7 @@ LOADERS = {
         ["eval-canonicalizer", "--images", str(tmp), "--canonicalizer", f]),
     "pointcanon.canonicalize(points, file)": lambda f, tmp: _call(
         lambda: canonicalize(np.random.default_rng(0).normal(size=(64, 3)), f)),
-    "pointcanon.train.load_model": lambda f, tmp: _call(lambda: load_model(f)),
+    "pointcanon.models.load_model": lambda f, tmp: _call(lambda: load_model(f)),
 }
 
 

@@ -360,7 +360,8 @@ def test_save_load_canonicalizer(model, tmp_path):
 
 def test_load_canonicalizer_from_training_checkpoint(tmp_path):
     from pointcanon.core.io import save_checkpoint
-    from pointcanon.train import TrainConfig, build_model
+    from pointcanon.config import TrainConfig
+    from pointcanon.models import build_model
 
     cfg = TrainConfig(canonicalizer="vn", canonicalizer_kwargs={"hidden": (4, 8, 16), "num_points": 64})
     torch.manual_seed(2)

@@ -8,7 +8,8 @@ from pointcanon.core import EmpiricalPrior, geodesic_angle, identity_prior, rand
 from pointcanon.core.priors import empirical_distribution
 from pointcanon.datasets import SyntheticShapes
 from pointcanon.tasks import Classification
-from pointcanon.train import TrainConfig, train
+from pointcanon.config import TrainConfig
+from pointcanon.train import train
 
 G = lambda seed=0: torch.Generator().manual_seed(seed)  # noqa: E731
 

@@ -15,14 +15,16 @@ def _model(name, group, normals=True):
 @pytest.mark.parametrize("name, n", [("pointnet", 1024), ("dgcnn", 256)])
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 def test_part_logits_invariant_and_normals_equivariant_on_real_shapes(modelnet_test_shapes, name, n, group):
-    model = _model(name, group).double()  # lambdas below are not cast by the checker
-    x = modelnet_test_shapes[:4, :n].double()
-    cat = torch.tensor([0, 3, 7, 15])
-    assert_equivariant(lambda p: model(p, cat)["logits"], x, group=group, output="invariant", num_samples=3)
-    assert_equivariant(lambda p: model(p, cat)["normals"], x, group=group, output="vectors", num_samples=3)
+    model = _model(name, group)
+    x = modelnet_test_shapes[:4, :n]
+    cat = torch.tensor([0, 3, 7, 15])  # the extra input goes through the engine unchanged
+    assert_equivariant(model, x, args=(cat,), group=group, output={"logits": "invariant", "normals": "vectors"},
+                       num_samples=3)
     # the bare backbone is neither
     with pytest.raises(AssertionError):
-        assert_equivariant(lambda p: model.backbone(p, cat)["logits"], x, group=group, num_samples=1)
+        assert_equivariant(model.backbone, x, args=(cat,), group=group, output={"logits": "invariant"}, num_samples=1)
+    with pytest.raises(ValueError, match="no keys"):
+        assert_equivariant(model, x, args=(cat,), group=group, output={"parts": "invariant"}, num_samples=1)
 
 
 def test_segmenter_output_shapes_and_category_errors():

@@ -384,7 +384,7 @@ def test_cli_trains_and_evaluates_part_segmentation(tmp_path, capsys):
     assert "instance mIoU" in printed and "class mIoU" in printed and "num_shapes=16" in printed
     assert json.loads((out / "config.json").read_text())["task"] == "partseg"
     result = json.loads((out / "eval.json").read_text())
-    assert result["task"] == "partseg" and set(result["protocols"]) == {"upright", "z", "so3"}
+    assert result["task"] == "partseg" and set(result["protocols"]) == {"upright", "z", "SO3"}
     for r in result["protocols"].values():
         assert 0 <= r["instance_miou"] <= 1 and 0 <= r["class_miou"] <= 1 and 0 <= r["acc"] <= 1
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from pointcanon.train import TrainConfig
+from pointcanon.config import TrainConfig
 
 
 class Blobs(torch.utils.data.Dataset):
@@ -25,6 +25,13 @@ class Blobs(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
+class NoisyBlobs(Blobs):
+    """Blobs whose items draw random jitter from torch's global generator (a random transform)."""
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.05 * torch.randn(self.x[i].shape), self.y[i]
+
+
 def small_config(**kw):
     base = dict(backbone="pointnet", backbone_kwargs={"width": 32, "input_transform": False}, epochs=3,
                 batch_size=8, num_points=32, lr=3e-3, seed=1, eval_every=1)
@@ -43,7 +50,6 @@ def main(out: str) -> None:
 
 if __name__ == "__main__":
     import sys
-    from pathlib import Path
 
     main(sys.argv[1])
 

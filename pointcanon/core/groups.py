@@ -6,12 +6,57 @@ rigid motion acts as ``x -> x @ Q.T + s``. Matrices here are ``(B, 3, 3)`` (or `
 from __future__ import annotations
 
 import math
+from enum import Enum
 
 import torch
 from torch import Tensor
 
 AXES = {"x": 0, "y": 1, "z": 2}
-GROUPS = ("SO3", "O3", "SE3", "E3", "z", "none")
+
+
+class GroupName(str, Enum):
+    """The one vocabulary of the 3D symmetry groups used everywhere (configs, CLI, tests, the measure).
+
+    A ``str`` enum: ``GroupName.SO3 == "SO3"``. Parse user input with :meth:`parse` (any case, so the
+    older spellings ``"so3"``/``"se3"`` are accepted and normalised).
+    """
+
+    SO3 = "SO3"  # rotations
+    O3 = "O3"  # rotations and reflections
+    SE3 = "SE3"  # rigid motions (rotations + translations)
+    E3 = "E3"  # rigid motions and reflections
+    Z = "z"  # rotations about the up axis (yaw)
+    NONE = "none"  # the identity only
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value) -> "GroupName":
+        """``value`` as a :class:`GroupName` (case-insensitive); ``ValueError`` naming the choices."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            for g in cls:
+                if g.value.lower() == value.lower():
+                    return g
+        raise ValueError(f"unknown group {value!r}; expected one of {[g.value for g in cls]}")
+
+    @property
+    def rotations(self) -> "GroupName":
+        """The group's rotation part (SE3 -> SO3, E3 -> O3; the others are their own)."""
+        return {GroupName.SE3: GroupName.SO3, GroupName.E3: GroupName.O3}.get(self, self)
+
+    @property
+    def translations(self) -> bool:
+        return self in (GroupName.SE3, GroupName.E3)
+
+    @property
+    def reflections(self) -> bool:
+        return self in (GroupName.O3, GroupName.E3)
+
+
+GROUPS = tuple(g.value for g in GroupName)
 
 
 def axis_index(axis: str | int) -> int:
@@ -73,16 +118,14 @@ def random_rotation_about_axis(n: int, axis: str | int = "z", *, generator=None,
 def random_rotations(n: int, group: str, *, up_axis: str | int = "z", generator=None, dtype=torch.float32, device=None) -> Tensor:
     """``(n, 3, 3)`` samples of ``group``: ``"SO3"``/``"SE3"`` (proper), ``"O3"``/``"E3"`` (with
     reflections), ``"z"`` (about ``up_axis``) or ``"none"`` (identities)."""
-    g = group if group in ("z", "none") else group.upper()
-    if g in ("SO3", "SE3"):
+    g = GroupName.parse(group).rotations
+    if g is GroupName.SO3:
         return random_so3(n, generator=generator, dtype=dtype, device=device)
-    if g in ("O3", "E3"):
+    if g is GroupName.O3:
         return random_o3(n, generator=generator, dtype=dtype, device=device)
-    if g == "z":
+    if g is GroupName.Z:
         return random_rotation_about_axis(n, up_axis, generator=generator, dtype=dtype, device=device)
-    if g == "none":
-        return torch.eye(3, dtype=dtype, device=device).expand(n, 3, 3).clone()
-    raise ValueError(f"unknown group {group!r}; expected one of {GROUPS}")
+    return torch.eye(3, dtype=dtype, device=device).expand(n, 3, 3).clone()
 
 
 def random_rigid_motion(n: int, group: str = "SE3", *, translation_scale: float = 1.0, generator=None,

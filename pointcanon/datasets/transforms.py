@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..core.groups import axis_index, random_rotation_about_axis, random_so3
+from ..core.groups import GroupName, axis_index, random_rotations
 
 __all__ = ["Compose", "Jitter", "NormalizeUnitSphere", "RandomRotate", "RandomScale", "RandomTranslate"]
 
@@ -50,28 +50,28 @@ def _gen_repr(generator) -> str:
 
 
 class RandomRotate:
-    """Random rotation of each cloud: ``x -> x @ Q.T``, ``Q`` uniform on SO(3) (``group="so3"``) or a
-    uniform angle about ``up_axis`` (``group="z"``, the yaw group of upright data).
+    """Random rotation of each cloud: ``x -> x @ Q.T``, ``Q`` uniform on SO(3) (``group="SO3"``), on O(3)
+    (``"O3"``) or a uniform angle about ``up_axis`` (``group="z"``, the yaw group of upright data). For
+    transforming a dataset's items (``transform=``); training's own augmentation is
+    :func:`pointcanon.train.rotate_batch`. Both draw with :func:`pointcanon.core.groups.random_rotations`.
 
     Args:
-        group: ``"z"`` (about the up axis) or ``"so3"``.
+        group: ``"z"``, ``"SO3"`` or ``"O3"`` (a :class:`~pointcanon.core.groups.GroupName`, any case).
         up_axis: the up axis for ``group="z"`` (``"x"``, ``"y"``, ``"z"``); datasets of this package are z-up.
         generator: optional ``torch.Generator`` (CPU).
     """
 
     def __init__(self, group: str = "z", up_axis: str = "z", *, generator: torch.Generator | None = None):
-        g = group.lower() if isinstance(group, str) else group
-        if g not in ("z", "so3"):
-            raise ValueError(f"group must be 'z' (about the up axis) or 'so3', got {group!r}")
-        self.group = g
+        g = GroupName.parse(group)
+        if g not in (GroupName.Z, GroupName.SO3, GroupName.O3):
+            raise ValueError(f"group must be 'z' (about the up axis), 'SO3' or 'O3', got {group!r}")
+        self.group = g.value
         self.up_axis = "xyz"[axis_index(up_axis)]
         self.generator = generator
 
     def matrices(self, n: int) -> Tensor:
         """``n`` rotation matrices ``(n, 3, 3)`` float64 drawn as this transform would."""
-        if self.group == "so3":
-            return random_so3(n, generator=self.generator, dtype=torch.float64)
-        return random_rotation_about_axis(n, self.up_axis, generator=self.generator, dtype=torch.float64)
+        return random_rotations(n, self.group, up_axis=self.up_axis, generator=self.generator, dtype=torch.float64)
 
     def __call__(self, x: Tensor) -> Tensor:
         xb, single = _batch(_check(x))

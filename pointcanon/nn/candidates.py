@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.frames import frame_from_vectors
+from ..core.groups import GroupName
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, cloud_radius
@@ -154,6 +155,7 @@ class CandidateCanonicalizer(nn.Module):
                  batch_norm: bool = True,
                  degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0):
         super().__init__()
+        group = GroupName.parse(group).value
         if group not in CANDIDATE_GROUPS:
             raise ValueError(f"group must be one of {CANDIDATE_GROUPS}, got {group!r}")
         if num_points is not None and (isinstance(num_points, bool) or num_points < 1):

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.frames import TINY, frame_from_vectors, parse_axes
+from ..core.groups import GroupName
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, cloud_radius
 from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
@@ -57,6 +58,7 @@ class VNCanonicalizer(nn.Module):
                  negative_slope: float = 0.2, degenerate_tol: float = 1e-3,
                  covariance: bool = True, pseudovectors: bool | None = None, axes: str = "zy"):
         super().__init__()
+        group = GroupName.parse(group).value
         if group not in CANONICALIZER_GROUPS:
             raise ValueError(f"group must be one of {CANONICALIZER_GROUPS}, got {group!r}")
         if subsample not in ("index", "fps"):

@@ -1,0 +1,114 @@
+"""The training configuration: every choice a run depends on, validated, saved in every checkpoint."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .core.groups import GroupName
+from .nn.backbones import BACKBONES
+from .tasks import TASKS
+
+PROTOCOLS = ("upright", "z", "SO3")  # test rotations: none, random about z, random in SO(3)
+TRAIN_ROTATIONS = ("none", "z", "SO3")  # training augmentations (GroupName values)
+
+
+def parse_rotation(value, allowed=TRAIN_ROTATIONS, what: str = "rotation") -> str:
+    """A rotation protocol or augmentation in the one group vocabulary (``"upright"`` = ``"none"`` for
+    protocols; any case, e.g. ``"so3"`` -> ``"SO3"``); ``ValueError`` naming the choices."""
+    if value == "upright" and "upright" in allowed:
+        return value
+    try:
+        name = GroupName.parse(value).value
+    except ValueError:
+        name = None
+    if name not in allowed:
+        raise ValueError(f"{what} must be one of {allowed} (any case), got {value!r}")
+    return name
+PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
+CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved in every checkpoint."""
+
+    task: str = "cls"  # "cls" | "partseg"
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    backbone: str = "pointnet"
+    backbone_kwargs: dict = field(default_factory=dict)
+    canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer) | "candidate"
+    canonicalizer_kwargs: dict = field(default_factory=dict)
+    canonicalizer_weights: str | None = None  # canonicalizer file to start from (e.g. the shipped upright one)
+    freeze_canonicalizer: bool = False
+    train_rotation: str = "none"  # "none" | "z" | "SO3" (any case is accepted and normalised)
+    prior: str = "none"  # "none" | "identity" | "upright" | "empirical" (fitted to train_rotation)
+    prior_weight: float = 0.0
+    epochs: int = 10
+    batch_size: int = 32
+    num_points: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 0  # steps; 0 = at the end of every epoch only
+    dataset_kwargs: dict = field(default_factory=dict)
+    pretrained: str | None = None  # checkpoint of a plain backbone to adapt (see `pointcanon adapt`)
+    freeze_backbone: bool = False
+    backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
+    hypotheses: int = 1  # candidate canonicalizer: up hypotheses the classifier sees (CanonicalizedModel)
+
+    def validate(self) -> "TrainConfig":
+        self.train_rotation = parse_rotation(self.train_rotation, what="train_rotation")
+        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
+                  ("prior", self.prior, PRIOR_CHOICES)]
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.epochs == 0 and not self.pretrained:
+            raise ValueError("epochs must be positive (0 only to assemble a pretrained backbone and a canonicalizer)")
+        for name in ("batch_size", "num_points") + (("epochs",) if self.epochs else ()):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (batch norm needs two samples)")
+        if self.prior != "none" and self.canonicalizer == "none":
+            raise ValueError(f"prior {self.prior!r} needs a canonicalizer (--canonicalizer vn)")
+        if (self.pretrained or self.freeze_backbone) and self.canonicalizer == "none":
+            raise ValueError("adapting a pretrained backbone needs a canonicalizer (--canonicalizer vn)")
+        if (self.canonicalizer_weights or self.freeze_canonicalizer) and self.canonicalizer == "none":
+            raise ValueError("canonicalizer_weights / freeze_canonicalizer need a canonicalizer (--canonicalizer)")
+        if self.freeze_canonicalizer and self.freeze_backbone and self.epochs:
+            raise ValueError("the canonicalizer and the backbone are both frozen: nothing would be trained")
+        if self.freeze_canonicalizer and self.prior != "none" and self.prior_weight:
+            raise ValueError("a frozen canonicalizer cannot learn a prior: drop --prior or --freeze-canonicalizer")
+        if self.canonicalizer == "candidate" and self.prior not in ("none", "upright", "identity"):
+            raise ValueError(f"the candidate canonicalizer learns the 'upright' or 'identity' prior, not {self.prior!r}")
+        if self.freeze_backbone and not self.pretrained:
+            raise ValueError("freeze_backbone needs a pretrained backbone checkpoint")
+        for name in ("lr",) + (("backbone_lr",) if self.backbone_lr is not None else ()):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)}")
+        for name in ("prior_weight", "weight_decay"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not (isinstance(self.hypotheses, int) and 1 <= self.hypotheses <= 6):
+            raise ValueError(f"hypotheses must be an int from 1 to 6, got {self.hypotheses!r}")
+        if self.hypotheses > 1 and (self.canonicalizer != "candidate" or self.task != "cls"):
+            raise ValueError("hypotheses > 1 needs --canonicalizer candidate and a classification task")
+        for name in ("checkpoint_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0: never), got {getattr(self, name)}")
+        return self
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, path) -> "TrainConfig":
+        """The config saved in a checkpoint ``state`` (from :func:`load_checkpoint`); ``ValueError`` naming
+        ``path`` when it is missing or does not fit this version."""
+        saved = state.get("config")
+        if not isinstance(saved, dict):
+            raise ValueError(f"{path} has no training config (not written by `pointcanon train`?)")
+        try:
+            return cls(**saved)
+        except TypeError as e:
+            raise ValueError(f"the config in {path} does not match this version of pointcanon: {e}") from None
