@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -11,8 +12,6 @@ import torch
 from .datasets import DATASET_TASKS
 
 PROTOCOL_CHOICES = ("upright", "z", "SO3")  # = train.PROTOCOLS (not imported here: keeps --help fast)
-TRAIN_ROTATIONS = ("none", "z", "SO3")
-TASK_CHOICES = ("cls", "partseg")
 CLS_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "cls")
 PARTSEG_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "partseg")
 DATASET_CHOICES = tuple(DATASET_TASKS)
@@ -36,25 +35,14 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
-def _datasets(name: str, root: str | None, num_points: int, max_shapes: int | None = None, splits=("train", "test")):
+def _datasets(name: str, root: str | None, num_points: int, max_shapes: int | None = None, splits=("train", "test"),
+              kwargs: dict | None = None):
     from .datasets import Subsample, build_dataset
 
     if max_shapes is not None and max_shapes < 1:
         raise ValueError(f"--max-shapes must be a positive number of shapes, got {max_shapes}")
-    sets = [build_dataset(name, root, split, num_points) for split in splits]
+    sets = [build_dataset(name, root, split, num_points, **(kwargs or {})) for split in splits]
     return [s if max_shapes is None else Subsample(s, max_shapes) for s in sets]
-
-
-def _resolve_task(task: str | None, dataset: str) -> str:
-    """The task of ``--task`` (default: the dataset's), checked against the dataset."""
-    native = DATASET_TASKS[dataset]
-    if task is None:
-        return native
-    if task != native:
-        fitting = CLS_DATASETS if task == "cls" else PARTSEG_DATASETS
-        raise ValueError(f"--task {task} does not fit --dataset {dataset} (a {native} dataset); "
-                         f"--task {task} needs --dataset {' or '.join(fitting)}")
-    return task
 
 
 def _score_rows(name: str, task: str, results: dict) -> dict[str, dict[str, float]]:
@@ -85,33 +73,52 @@ def _canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
     return found, dict(canon.hparams), str(Path(path).resolve())
 
 
-def cmd_train(a, **extra) -> int:
-    from .config import TrainConfig
+def _check_task(cfg) -> None:
+    native = DATASET_TASKS[cfg.dataset]
+    if cfg.task != native:
+        fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
+        raise ValueError(f"--task {cfg.task} does not fit --dataset {cfg.dataset} (a {native} dataset); "
+                         f"--task {cfg.task} needs --dataset {' or '.join(fitting)}")
+
+
+def _with_canonicalizer_file(cfg):
+    """``--canonicalizer-weights``: the kind and options come from the file."""
+    import dataclasses
+
+    if not cfg.canonicalizer_weights:
+        return cfg
+    kind, hparams, path = _canonicalizer_file(cfg.canonicalizer_weights, cfg.canonicalizer)
+    plain = lambda d: json.loads(json.dumps(d, default=list, sort_keys=True))  # noqa: E731  (tuples == lists)
+    if cfg.canonicalizer_kwargs and plain(cfg.canonicalizer_kwargs) != plain(hparams):
+        raise ValueError(f"--canonicalizer-weights {path} fixes the canonicalizer's options {hparams}; do not also "
+                         f"pass --canonicalizer.NAME options ({cfg.canonicalizer_kwargs})")
+    return dataclasses.replace(cfg, canonicalizer=kind, canonicalizer_kwargs=hparams, canonicalizer_weights=path)
+
+
+def run_training(cfg, a) -> int:
+    """Train ``cfg`` into ``a.out`` (``a.resume``, ``a.max_shapes``, ``a.workers``), then evaluate it
+    under every protocol; ``--print-config`` only prints ``cfg``."""
+    from .cliconfig import print_config
+    from .core.io import check_output_dir, write_json
+    from .distributed import init_from_env, shutdown
     from .train import evaluate, train
 
-    task = _resolve_task(getattr(a, "task", None), a.dataset)
-    max_shapes = getattr(a, "max_shapes", None)
-    from .core.io import check_output_dir
-
+    cfg = _with_canonicalizer_file(cfg)
+    _check_task(cfg)
+    cfg.validate()
+    if a.print_config:
+        print_config(cfg)
+        return 0
+    if not a.out:
+        raise ValueError("--out is required (the output folder)")
     out = check_output_dir(a.out, "--out")
     if not a.resume and (out / "last.pt").exists():
         raise ValueError(f"--out {out} already holds a run (last.pt); pass --resume to continue it, or choose "
                          "another --out (nothing is overwritten)")
-    kind, weights = a.canonicalizer, getattr(a, "canonicalizer_weights", None)
-    if weights:
-        kind, extra["canonicalizer_kwargs"], weights = _canonicalizer_file(weights, kind)
-    cfg = TrainConfig(task=task, dataset=a.dataset, data_root=a.data_root, backbone=a.backbone, canonicalizer=kind,
-                      train_rotation=a.train_rotation, prior=a.prior, prior_weight=a.prior_weight, epochs=a.epochs,
-                      batch_size=a.batch_size, num_points=a.num_points, lr=a.lr, seed=a.seed,
-                      checkpoint_every=a.checkpoint_every, canonicalizer_weights=weights,
-                      freeze_canonicalizer=getattr(a, "freeze_canonicalizer", False),
-                      hypotheses=getattr(a, "hypotheses", 1), **extra).validate()
-    from .core.io import write_json
-    from .distributed import init_from_env, shutdown
-
     dist = init_from_env()
     say = print if dist.is_main else (lambda *args: None)
-    train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points, max_shapes)
+    train_set, test_set = _datasets(cfg.dataset, cfg.data_root, cfg.num_points, a.max_shapes,
+                                    kwargs=cfg.dataset_kwargs)
     say(f"train: {train_set}\ntest:  {test_set}")
     if dist.active:
         say(f"data parallel over {dist.world} processes: global batch {cfg.batch_size}, "
@@ -125,29 +132,45 @@ def cmd_train(a, **extra) -> int:
         shutdown(dist)
     if dist.is_main:
         write_json(Path(a.out) / "eval.json", {"checkpoint": str(Path(a.out) / "last.pt"), "task": cfg.task,
-                                               "max_shapes": max_shapes, "train_seconds": round(time.time() - t0, 1),
+                                               "max_shapes": a.max_shapes, "train_seconds": round(time.time() - t0, 1),
                                                "protocols": results})
         _print_table(_score_rows(f"{cfg.backbone}+{cfg.canonicalizer}", cfg.task, results), PROTOCOL_CHOICES)
     return 0
 
 
+def cmd_train(a) -> int:
+    from .cliconfig import config_from_args
+
+    return run_training(config_from_args(a), a)
+
+
+ADAPT_DEFAULTS = {"canonicalizer": "candidate", "prior_weight": 1.0, "epochs": 5}
+# what `adapt` takes from the pretrained run (not flags of its own)
+ADAPT_FROM_PRETRAINED = ("task", "dataset", "backbone", "train_rotation", "num_points", "pretrained", "freeze_backbone")
+
+
 def cmd_adapt(a) -> int:
-    from .core.io import load_checkpoint
+    import dataclasses
+
+    from .cliconfig import config_from_args
     from .config import TrainConfig
+    from .core.io import load_checkpoint
     from .train import DEFAULT_PRIOR
 
     src = TrainConfig.from_checkpoint(load_checkpoint(a.pretrained), a.pretrained)
     prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
-    a.task, a.dataset, a.data_root = src.task, src.dataset, a.data_root or src.data_root
-    a.backbone, a.train_rotation, a.num_points = src.backbone, src.train_rotation, src.num_points
-    a.prior, a.prior_weight = prior, (a.prior_weight if prior != "none" and not a.freeze_canonicalizer else 0.0)
-    if a.freeze_canonicalizer:
-        a.prior = "none"
-    print(f"adapting {a.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior {prior!r}, "
-          f"weight {a.prior_weight}; backbone {'fine-tuned' if a.finetune_backbone else 'frozen'}")
-    extra = dict(backbone_kwargs=src.backbone_kwargs, pretrained=str(a.pretrained), freeze_backbone=not a.finetune_backbone,
-                 backbone_lr=a.backbone_lr, dataset_kwargs=src.dataset_kwargs)
-    return cmd_train(a, **extra)
+    base = dataclasses.replace(TrainConfig(**ADAPT_DEFAULTS), task=src.task, dataset=src.dataset,
+                               data_root=src.data_root, backbone=src.backbone, backbone_kwargs=src.backbone_kwargs,
+                               train_rotation=src.train_rotation, num_points=src.num_points,
+                               dataset_kwargs=src.dataset_kwargs, pretrained=str(a.pretrained),
+                               freeze_backbone=not a.finetune_backbone)
+    cfg = config_from_args(a, base)
+    frozen = cfg.freeze_canonicalizer
+    cfg = dataclasses.replace(cfg, prior="none" if frozen else prior,
+                              prior_weight=cfg.prior_weight if prior != "none" and not frozen else 0.0)
+    print(f"adapting {a.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior {cfg.prior!r}, "
+          f"weight {cfg.prior_weight}; backbone {'fine-tuned' if a.finetune_backbone else 'frozen'}")
+    return run_training(cfg, a)
 
 
 def cmd_eval(a) -> int:
@@ -236,72 +259,46 @@ def cmd_canonicalize(a) -> int:
     return 1 if failed else 0
 
 
+def _prior_choices() -> tuple:
+    from .config import PRIOR_CHOICES
+
+    return PRIOR_CHOICES
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of a training run that are not part of its config."""
+    p.add_argument("--out", default=None, help="output folder: config.json, metrics.jsonl, last.pt, eval.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--max-shapes", type=int, default=None,
+                   help="use only N shapes of each split, spread evenly (quick checks; not saved in the config)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes that prepare batches (the result does not depend on it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pointcanon", description="Learned canonicalization for point clouds.")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a (canonicalized) classifier or part segmenter")
-    t.add_argument("--task", choices=TASK_CHOICES, default=None,
-                   help="cls (classification) or partseg (part segmentation); default: the dataset's task")
-    t.add_argument("--dataset", choices=DATASET_CHOICES, default="synthetic",
-                   help=f"classification: {', '.join(CLS_DATASETS)}; part segmentation: {', '.join(PARTSEG_DATASETS)}")
-    t.add_argument("--data-root", default=None, help="dataset folder (not needed for synthetic)")
-    t.add_argument("--backbone", choices=("pointnet", "dgcnn"), default="pointnet")
-    t.add_argument("--canonicalizer", choices=("none", "vn", "vn-approx", "candidate"), default="none",
-                   help="candidate: scored principal-axis candidates + refinement (recommended); vn: vector-neuron "
-                        "regression; vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors)")
-    t.add_argument("--canonicalizer-weights", default=None, metavar="FILE",
-                   help="start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)")
-    t.add_argument("--freeze-canonicalizer", action="store_true", help="keep the canonicalizer fixed (needs weights)")
-    t.add_argument("--hypotheses", type=int, default=1, metavar="K",
-                   help="candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one "
-                        "drawn per shape; evaluation: their weighted average); K backbone passes at evaluation")
-    t.add_argument("--train-rotation", type=_rotation(TRAIN_ROTATIONS), default="none", metavar="{none,z,SO3}",
-                   help="random rotation of every training shape (any case)")
-    t.add_argument("--prior", choices=("none", "identity", "upright", "empirical"), default="none",
-                   help="empirical: distance to the nearest orientation of the --train-rotation augmentation")
-    t.add_argument("--prior-weight", type=float, default=0.0)
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--num-points", type=int, default=1024)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps (0: per epoch)")
-    t.add_argument("--out", required=True, help="output folder: config.json, metrics.jsonl, last.pt, eval.json")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    t.add_argument("--max-shapes", type=int, default=None,
-                   help="use only N shapes of each split, spread evenly (quick checks; not saved in the config)")
-    t.add_argument("--workers", type=int, default=0,
-                   help="DataLoader worker processes that prepare batches (the result does not depend on it)")
+    from .cliconfig import add_config_arguments
+
+    t = sub.add_parser("train", help="train a (canonicalized) classifier or part segmenter",
+                       description="Every field of the training config is a flag; the options of the chosen "
+                                   "canonicalizer, backbone and dataset are --canonicalizer.NAME, --backbone.NAME, "
+                                   "--dataset.NAME (see below). Values: TrainConfig defaults < --config FILE < flags.")
+    add_config_arguments(t)
+    _run_arguments(t)
     t.set_defaults(func=cmd_train)
 
-    ad = sub.add_parser("adapt", help="put a VN canonicalizer with a prior in front of a pretrained classifier")
+    ad = sub.add_parser("adapt", help="put a canonicalizer with a prior in front of a pretrained classifier",
+                        description="Dataset, backbone, training rotation and points come from --pretrained; the "
+                                    "other config fields and options are flags as for `train`.")
     ad.add_argument("--pretrained", required=True, help="checkpoint of a plain classifier (pointcanon train --canonicalizer none)")
-    ad.add_argument("--prior", choices=("auto", "none", "identity", "upright", "empirical"), default="auto",
+    ad.add_argument("--prior", choices=("auto",) + _prior_choices(), default="auto",
                     help="auto: identity if the backbone was trained upright, upright if with z-rotations, none if SO(3)")
-    ad.add_argument("--prior-weight", type=float, default=1.0)
-    ad.add_argument("--canonicalizer", choices=("vn", "candidate"), default="candidate",
-                    help="candidate: scored principal-axis candidates + refinement; vn: vector-neuron regression")
-    ad.add_argument("--canonicalizer-weights", default=None, metavar="FILE",
-                    help="start from a canonicalizer file ('shipped': the upright ModelNet40 one)")
-    ad.add_argument("--freeze-canonicalizer", action="store_true",
-                    help="keep the canonicalizer of --canonicalizer-weights fixed (no prior term then)")
     ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")
-    ad.add_argument("--hypotheses", type=int, default=1, metavar="K",
-                    help="show the backbone the canonicalizer's K most likely up hypotheses (see train --hypotheses)")
-    ad.add_argument("--backbone-lr", type=float, default=None, help="backbone learning rate when fine-tuned")
-    ad.add_argument("--data-root", default=None, help="default: the pretrained run's")
-    ad.add_argument("--epochs", type=int, default=5,
-                    help="0: only assemble the pretrained backbone and the canonicalizer (then evaluate)")
-    ad.add_argument("--batch-size", type=int, default=32)
-    ad.add_argument("--lr", type=float, default=1e-3)
-    ad.add_argument("--seed", type=int, default=0)
-    ad.add_argument("--checkpoint-every", type=int, default=0)
-    ad.add_argument("--out", required=True)
-    ad.add_argument("--resume", action="store_true")
-    ad.add_argument("--max-shapes", type=int, default=None, help="use only N shapes of each split (quick checks)")
-    ad.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (the result does not depend on it)")
+    add_config_arguments(ad, skip=ADAPT_FROM_PRETRAINED + ("prior",), defaults=ADAPT_DEFAULTS)
+    _run_arguments(ad)
     ad.set_defaults(func=cmd_adapt)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")

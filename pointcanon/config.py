@@ -24,8 +24,40 @@ def parse_rotation(value, allowed=TRAIN_ROTATIONS, what: str = "rotation") -> st
     if name not in allowed:
         raise ValueError(f"{what} must be one of {allowed} (any case), got {value!r}")
     return name
+
+
 PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
 CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
+KWARGS_GROUPS = {"canonicalizer_kwargs": "canonicalizer", "backbone_kwargs": "backbone", "dataset_kwargs": "dataset"}
+# the help of every TrainConfig field (the CLI's --help is generated from it; kwargs fields: --GROUP.NAME)
+FIELD_HELP = {
+    "task": "cls (classification) or partseg (part segmentation); default: the dataset's task",
+    "dataset": "the dataset (its options: --dataset.NAME)",
+    "data_root": "dataset folder (not needed for synthetic / posed)",
+    "backbone": "the network that classifies or segments (its options: --backbone.NAME)",
+    "canonicalizer": "candidate: scored principal-axis candidates + refinement (recommended); vn: vector-neuron "
+                     "regression; vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors); "
+                     "its options: --canonicalizer.NAME",
+    "canonicalizer_weights": "start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)",
+    "freeze_canonicalizer": "keep the canonicalizer fixed (needs weights)",
+    "train_rotation": "random rotation of every training shape: none, z (about the up axis) or SO3 (any case)",
+    "prior": "pull the canonical frame towards the identity, the upright (up axis only) or the training "
+             "augmentation's orientations (empirical)",
+    "prior_weight": "weight of the prior loss",
+    "epochs": "passes over the training set",
+    "batch_size": "shapes per step (global, over all data-parallel processes)",
+    "num_points": "points per shape",
+    "lr": "Adam learning rate",
+    "weight_decay": "Adam weight decay",
+    "seed": "seed of the initial weights, the shuffling, the augmentation and the dropout",
+    "eval_every": "evaluate upright on the test set every N epochs (0: never)",
+    "checkpoint_every": "also checkpoint every N steps (0: at the end of every epoch only)",
+    "pretrained": "checkpoint of a plain backbone to adapt",
+    "freeze_backbone": "keep the pretrained backbone fixed",
+    "backbone_lr": "learning rate of an unfrozen pretrained backbone (default: --lr)",
+    "hypotheses": "candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one "
+                  "drawn per shape; evaluation: their weighted average)",
+}
 
 
 @dataclass
@@ -99,6 +131,18 @@ class TrainConfig:
         for name in ("checkpoint_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: never), got {getattr(self, name)}")
+        from .options import check_options  # same layer; imported here to keep `import pointcanon.config` light
+
+        kinds = {"canonicalizer": self.canonicalizer, "backbone": f"{self.backbone} ({self.task})",
+                 "dataset": self.dataset}
+        for key, group in KWARGS_GROUPS.items():
+            if not isinstance(getattr(self, key), dict):
+                raise ValueError(f"{key} must be a dict, got {type(getattr(self, key)).__name__}")
+            if group == "canonicalizer" and self.canonicalizer == "none":
+                if self.canonicalizer_kwargs:
+                    raise ValueError(f"canonicalizer options {sorted(self.canonicalizer_kwargs)} need a canonicalizer")
+                continue
+            setattr(self, key, check_options(group, kinds[group], getattr(self, key)))
         return self
 
     @classmethod
@@ -109,6 +153,6 @@ class TrainConfig:
         if not isinstance(saved, dict):
             raise ValueError(f"{path} has no training config (not written by `pointcanon train`?)")
         try:
-            return cls(**saved)
-        except TypeError as e:
+            return cls(**saved).validate()  # normalised as a new config would be (group names, tuples)
+        except (TypeError, ValueError) as e:
             raise ValueError(f"the config in {path} does not match this version of pointcanon: {e}") from None

@@ -29,6 +29,15 @@ from .tasks import get_task
 DEFAULT_PRIOR = {"none": "identity", "z": "upright", "SO3": "none"}  # by the backbone's training rotation
 
 
+def with_dataset_facts(cfg: TrainConfig, dataset) -> TrainConfig:
+    """``cfg`` with what the dataset says about itself and the user did not set: the frame axes of a VN
+    canonicalizer (``dataset.frame_axes``, e.g. ``"zx"`` for ShapeNetPart mapped to z-up)."""
+    axes = getattr(dataset, "frame_axes", None)
+    if axes and cfg.canonicalizer in ("vn", "vn-approx") and "axes" not in cfg.canonicalizer_kwargs:
+        cfg = dataclasses.replace(cfg, canonicalizer_kwargs={**cfg.canonicalizer_kwargs, "axes": axes})
+    return cfg
+
+
 def _train_mode(model: nn.Module, cfg: TrainConfig) -> None:
     model.train()
     if cfg.freeze_backbone:
@@ -163,6 +172,7 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
     if getattr(train_set, "task", "cls") != cfg.task:
         raise ValueError(f"task {cfg.task!r} does not match the dataset {train_set!r}")
     sizes = task.sizes(train_set)
+    cfg = with_dataset_facts(cfg, train_set)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = build_model(cfg, sizes)
     if cfg.pretrained:

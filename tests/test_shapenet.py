@@ -407,13 +407,15 @@ def test_cli_trains_and_evaluates_part_segmentation(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_task_defaults_to_the_dataset_task(tmp_path, few):
-    from pointcanon.cli import _resolve_task
-
-    assert _resolve_task(None, "shapenetpart-normal") == "partseg" and _resolve_task(None, "synthetic") == "cls"
+def test_cli_task_and_frame_axes_come_from_the_dataset(tmp_path, few, capsys):
+    assert main(["train", "--dataset", "shapenetpart-normal", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "partseg"
     folder = write_hdf5_layout(tmp_path / "hdf5_data", few)
     shutil.copy(folder / "ply_data_train0.h5", folder / "ply_data_test0.h5")  # 6 test shapes too
     rc = main(["--threads", "1", "train", "--dataset", "shapenetpart", "--data-root", str(folder), "--epochs", "1",
-               "--num-points", "32", "--batch-size", "3", "--out", str(tmp_path / "run")])
+               "--num-points", "32", "--batch-size", "3", "--canonicalizer", "vn", "--canonicalizer.hidden", "4", "4",
+               "4", "--canonicalizer.num_points", "16", "--out", str(tmp_path / "run")])
     assert rc == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["task"] == "partseg"
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["task"] == "partseg"
+    assert cfg["canonicalizer_kwargs"] == {"hidden": [4, 4, 4], "num_points": 16, "axes": "zx"}  # axes not named

@@ -62,8 +62,13 @@ class TNet(nn.Module):
 class PointNet(nn.Module):
     """PointNet classifier (Qi et al., CVPR 2017, https://arxiv.org/abs/1612.00593).
 
-    ``batch_norm=False`` makes every sample's output independent of the rest of its batch (exact
-    data-parallel equivalence, tiny batches).
+    Args:
+        num_classes: output classes.
+        input_transform: the T-Net (a learned 3x3 transform of the input).
+        width: channels of the last shared layer (the global feature).
+        dropout: dropout of the classifier head.
+        batch_norm: batch norm everywhere; ``False`` makes every sample's output independent of the rest
+            of its batch (exact data-parallel equivalence, tiny batches).
 
     Shapes: ``(B, N, 3) -> (B, num_classes)``.
     """
@@ -148,7 +153,13 @@ class EdgeConv(nn.Module):
 class DGCNN(nn.Module):
     """DGCNN classifier (Wang et al., "Dynamic Graph CNN", TOG 2019, https://arxiv.org/abs/1801.07829).
 
-    Shapes: ``(B, N, 3) -> (B, num_classes)``. kNN is dense, in plain torch, chunked over queries.
+    Args:
+        num_classes: output classes.
+        k: neighbours of each EdgeConv (the graph is rebuilt in feature space at every layer).
+        emb_dims: channels of the global embedding.
+        dropout: dropout of the classifier head.
+
+    Shapes: ``(B, N, 3) -> (B, num_classes)``. kNN is dense, in plain torch.
     """
 
     def __init__(self, num_classes: int = 40, *, k: int = 20, emb_dims: int = 1024, dropout: float = 0.5):

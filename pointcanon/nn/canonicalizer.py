@@ -31,6 +31,7 @@ class VNCanonicalizer(nn.Module):
         subsample: ``"index"`` (a fixed pseudo-random index set: exact, order dependent) or ``"fps"``
             (farthest-point sampling from point 0: better coverage, costs a loop of ``num_points``).
         origin: ``"centroid"`` or ``"learned"`` (centroid plus a predicted equivariant offset).
+        negative_slope: of the VN leaky ReLUs.
         degenerate_tol: an input is flagged degenerate (``conditioning`` 0) when a Gram–Schmidt residual
             is below it (see :func:`pointcanon.core.frames.frame_from_vectors`) or when the pooled
             features cancel below it (a symmetric cloud: see :meth:`predict_vectors`).

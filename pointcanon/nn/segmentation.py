@@ -40,7 +40,12 @@ def _check_category(category: Tensor, num_categories: int, batch: int) -> Tensor
 
 class PointNetSeg(nn.Module):
     """PointNet part segmenter (Qi et al., 2017): per-point features, the global max feature and the
-    category one-hot, then a shared per-point MLP."""
+    category one-hot, then a shared per-point MLP.
+
+    Args:
+        width: channels of the global feature.
+        dropout: dropout of the per-point head.
+    """
 
     def __init__(self, num_parts: int = 50, num_categories: int = 16, *, width: int = 1024,
                  predict_normals: bool = False, dropout: float = 0.3):
@@ -63,7 +68,13 @@ class PointNetSeg(nn.Module):
 
 
 class DGCNNSeg(nn.Module):
-    """DGCNN part segmenter (Wang et al., 2019): three EdgeConvs, a global feature and the category."""
+    """DGCNN part segmenter (Wang et al., 2019): three EdgeConvs, a global feature and the category.
+
+    Args:
+        k: neighbours of each EdgeConv.
+        emb_dims: channels of the global embedding.
+        dropout: dropout of the per-point head.
+    """
 
     def __init__(self, num_parts: int = 50, num_categories: int = 16, *, k: int = 20, emb_dims: int = 1024,
                  predict_normals: bool = False, dropout: float = 0.5):

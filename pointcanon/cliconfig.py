@@ -1,0 +1,104 @@
+"""The ``train`` / ``adapt`` command lines, generated from :class:`~pointcanon.config.TrainConfig` (one flag
+per field, ``--field-name``, help from ``FIELD_HELP``) and from the option groups of
+:mod:`pointcanon.options` (``--canonicalizer.NAME``, ``--backbone.NAME``, ``--dataset.NAME``).
+
+Values come, lowest priority first, from TrainConfig's defaults, a JSON config file (``--config``, e.g. a
+run's ``config.json``) and the flags given. ``--print-config`` prints the result and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from .config import CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig
+from .datasets import DATASET_TASKS
+from .nn.backbones import BACKBONES
+from .options import add_option_arguments, given_options
+from .tasks import TASKS
+
+CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASET_TASKS), "backbone": tuple(BACKBONES),
+           "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES}
+
+
+def _rotation(value: str) -> str:
+    from .config import parse_rotation
+
+    try:
+        return parse_rotation(value, TRAIN_ROTATIONS, "--train-rotation")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _optional(kind):
+    def parse(value: str):
+        return None if value.lower() == "none" else kind(value)
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, *, skip=(), defaults: dict | None = None) -> None:
+    """A flag for every TrainConfig field (except ``skip`` and the kwargs dicts, which get their option
+    groups), ``--config`` and ``--print-config``. Flags not given leave the value of the config file or
+    the default (``defaults`` overrides TrainConfig's for this command)."""
+    shown = {**{f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING},
+             **(defaults or {})}
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="JSON TrainConfig to start from (e.g. a run's config.json); flags given override it")
+    parser.add_argument("--print-config", action="store_true", help="print the resulting config as JSON and exit")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip or f.name in KWARGS_GROUPS:
+            continue
+        kw = dict(dest=f.name, default=argparse.SUPPRESS,
+                  help=f"{FIELD_HELP[f.name]} (default: {shown.get(f.name)!r})".replace("%", "%%"))
+        ann = str(f.type).replace(" ", "")
+        if f.name == "train_rotation":
+            kw.update(type=_rotation, metavar="{none,z,SO3}")
+        elif f.name in CHOICES:
+            kw.update(choices=CHOICES[f.name])
+        elif ann == "bool":
+            kw.update(action=argparse.BooleanOptionalAction)
+        else:
+            base = {"int": int, "float": float}.get(ann.split("|")[0], str)
+            kw.update(type=_optional(base) if "|None" in ann else base)
+        parser.add_argument(flag(f.name), **kw)
+    for group in KWARGS_GROUPS.values():
+        add_option_arguments(parser, group)
+
+
+def load_config_file(path) -> TrainConfig:
+    """A TrainConfig from a JSON file; ``ValueError`` naming the file and the problem."""
+    path = Path(path).expanduser()
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--config {path}: cannot read a JSON config ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of TrainConfig fields")
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"--config {path}: unknown fields {unknown}")
+    return TrainConfig(**values)
+
+
+def config_from_args(a: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """TrainConfig from ``base`` (or ``--config``, or the defaults), overridden by the flags given."""
+    if base is None:
+        base = load_config_file(a.config) if a.config else TrainConfig()
+    values = dataclasses.asdict(base)
+    given = {f.name for f in dataclasses.fields(TrainConfig) if f.name in vars(a)}
+    values.update({name: vars(a)[name] for name in given})
+    if "task" not in given and not a.config and "dataset" in given:
+        values["task"] = DATASET_TASKS[values["dataset"]]  # the dataset's task unless asked otherwise
+    for key, group in KWARGS_GROUPS.items():
+        values[key] = {**values[key], **given_options(a, group)}
+    return TrainConfig(**values)
+
+
+def print_config(cfg: TrainConfig) -> None:
+    print(json.dumps(dataclasses.asdict(cfg), indent=2, default=list))
