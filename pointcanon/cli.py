@@ -30,6 +30,22 @@ def _rotation(allowed):
     return parse
 
 
+def _group(allowed):
+    """argparse type: a GroupName (any case) among ``allowed``."""
+    def parse(value):
+        from .core.groups import GroupName
+
+        try:
+            name = GroupName.parse(value).value
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if name not in allowed:
+            raise argparse.ArgumentTypeError(f"choose one of {allowed}, got {value!r}")
+        return name
+    parse.__name__ = "group"
+    return parse
+
+
 def _threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)
@@ -331,11 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("measure", help="per-layer learned equivariance of a checkpoint: table and plot")
     m.add_argument("--checkpoint", required=True)
-    m.add_argument("--group", choices=("SO3", "O3", "z"), default="SO3")
+    m.add_argument("--group", type=_group(("SO3", "O3", "z")), default="SO3", metavar="{SO3,O3,z}",
+                   help="the rotations to measure under (any case)")
     m.add_argument("--num-shapes", type=int, default=32, help="test shapes, spread over the test set")
     m.add_argument("--num-samples", type=int, default=4, help="random group elements")
     m.add_argument("--points", default=None, help="measure on these clouds instead: .npy or .pt array (B, N, 3)")
-    m.add_argument("--dataset", choices=("synthetic", "modelnet40", "modelnet-off"), default=None)
+    m.add_argument("--dataset", choices=CLS_DATASETS, default=None, help="default: the checkpoint's")
     m.add_argument("--data-root", default=None)
     m.add_argument("--layers", nargs="+", default=None, help="layer names (default: every layer)")
     m.add_argument("--exact", action="store_true", help="zero the fixed inputs of an approximate canonicalizer")

@@ -161,6 +161,8 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
     augmentation, as in a single process. Batch-norm statistics and dropout masks are per rank, so
     results match a single process closely, not bit for bit.
     """
+    if getattr(train_set, "task", "cls") != cfg.task:
+        raise ValueError(f"task {cfg.task!r} does not match the dataset {train_set!r}")
     cfg.validate()
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
@@ -169,8 +171,6 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
         raise ValueError(f"batch_size {cfg.batch_size} (global) must be divisible by the {dist.world} processes")
     local_bs = cfg.batch_size // dist.world
     task = get_task(cfg.task)
-    if getattr(train_set, "task", "cls") != cfg.task:
-        raise ValueError(f"task {cfg.task!r} does not match the dataset {train_set!r}")
     sizes = task.sizes(train_set)
     cfg = with_dataset_facts(cfg, train_set)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only

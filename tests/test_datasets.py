@@ -574,7 +574,7 @@ def test_compose_order_and_repr():
 
 
 def test_transform_argument_and_input_checks():
-    with pytest.raises(ValueError, match="group must be 'z'.*got 'x-axis'"):
+    with pytest.raises(ValueError, match="unknown group 'x-axis'"):
         RandomRotate("x-axis")
     with pytest.raises(ValueError, match="axis must be one of"):
         RandomRotate("z", up_axis="w")
@@ -588,3 +588,12 @@ def test_transform_argument_and_input_checks():
         RandomRotate()(torch.zeros(5, 2))
     with pytest.raises(TypeError, match="floating dtype"):
         Jitter()(torch.zeros(5, 3, dtype=torch.int64))
+
+
+def test_random_rotate_takes_the_group_vocabulary():
+    assert RandomRotate("SO3").group == RandomRotate("so3").group == "SO3"
+    x = torch.randn(4, 16, 3, dtype=torch.float64)
+    y = RandomRotate("O3", generator=torch.Generator().manual_seed(0))(x)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
+    with pytest.raises(ValueError, match="group must be 'z'.*'SO3' or 'O3', got 'SE3'"):
+        RandomRotate("SE3")
