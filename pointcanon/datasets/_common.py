@@ -83,6 +83,29 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
+class InMemoryClouds(torch.utils.data.Dataset):
+    """Base of the classification datasets held in memory: ``points`` ``(n, N, 3)``, ``labels`` ``(n,)``,
+    ``classes``, an optional ``transform`` of each item's points; items ``(points (N, 3), label ())``."""
+
+    task = "cls"
+    points: Tensor
+    labels: Tensor
+    classes: list
+    transform = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i) -> tuple[Tensor, Tensor]:
+        x = self.points[i]
+        x = x.clone() if self.transform is None else self.transform(x)
+        return x, self.labels[i].clone()
+
+
 class Subsample(torch.utils.data.Dataset):
     """``num_shapes`` items of ``dataset`` spread evenly over it (every item when it has fewer), for quick
     runs. The dataset's descriptive attributes (``task``, ``classes``, ``num_classes``, ``num_parts``,

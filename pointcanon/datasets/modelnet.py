@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ._common import (atomic_save_npy, check_num_points, check_split, check_up_axis, hdf5_labels, hdf5_points,
-                      missing_hdf5_keys, normalize_unit_sphere, to_z_up, unreadable_hdf5)
+from ._common import (InMemoryClouds, atomic_save_npy, check_num_points, check_split, check_up_axis, hdf5_labels,
+                      hdf5_points, missing_hdf5_keys, normalize_unit_sphere, to_z_up, unreadable_hdf5)
 
 __all__ = ["ModelNet40HDF5", "ModelNetOFF", "load_off", "sample_mesh_points", "OFFICIAL_DIRNAME", "METADATA_FILE"]
 
@@ -34,7 +34,7 @@ def _repr_transform(transform) -> str:
     return "" if transform is None else f", transform={transform!r}"
 
 
-class ModelNet40HDF5(Dataset):
+class ModelNet40HDF5(InMemoryClouds):
     """ModelNet40 in the official HDF5 layout of PointNet's ``modelnet40_ply_hdf5_2048`` release.
 
     Layout of ``root`` (or of ``root/modelnet40_ply_hdf5_2048``, as extracted by
@@ -121,18 +121,6 @@ class ModelNet40HDF5(Dataset):
         self.points: Tensor = torch.from_numpy(np.ascontiguousarray(to_z_up(points, up_axis)))  # (n, N, 3)
         self.labels: Tensor = torch.from_numpy(np.concatenate(labels))  # (n,)
         self.shape_ids = _read_id2file(self.files, [len(y) for y in labels])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i) -> tuple[Tensor, Tensor]:
-        x = self.points[i]
-        x = x.clone() if self.transform is None else self.transform(x)
-        return x, self.labels[i].clone()
 
     def __repr__(self) -> str:
         return (f"ModelNet40HDF5(root='{self.root}', split={self.split!r}, shapes={len(self)}, "

@@ -18,9 +18,8 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from ._common import check_num_points, check_split
+from ._common import InMemoryClouds, check_num_points, check_split
 from .synthetic import SYNTHETIC_CLASSES, generate_shapes
 
 __all__ = ["POSES", "PosedShapes"]
@@ -46,7 +45,7 @@ def _random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     return q
 
 
-class PosedShapes(Dataset):
+class PosedShapes(InMemoryClouds):
     """One object in several poses (one class per pose) plus orientation-free objects (module docstring).
 
     Args:
@@ -104,18 +103,6 @@ class PosedShapes(Dataset):
             labels += [c] * per_class
         self.points: Tensor = torch.from_numpy(np.concatenate(points).astype(np.float32))  # (n, N, 3)
         self.labels: Tensor = torch.tensor(labels, dtype=torch.int64)  # (n,)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i) -> tuple[Tensor, Tensor]:
-        x = self.points[i]
-        x = x.clone() if self.transform is None else self.transform(x)
-        return x, self.labels[i].clone()
 
     def __repr__(self) -> str:
         return (f"PosedShapes(split={self.split!r}, shapes={len(self)}, num_points={self.num_points}, "

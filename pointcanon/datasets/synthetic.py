@@ -22,9 +22,8 @@ import math
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from ._common import check_num_points, check_split
+from ._common import InMemoryClouds, check_num_points, check_split
 
 __all__ = ["SyntheticShapes", "SYNTHETIC_CLASSES", "generate_shapes"]
 
@@ -282,7 +281,7 @@ def generate_shapes(class_index: int, n: int, num_points: int, seed: int, split:
     return _sample(parts, num_points, rng, noise)
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(InMemoryClouds):
     """Procedural upright shapes (see the module docstring), generated in memory at construction.
 
     Args:
@@ -329,18 +328,6 @@ class SyntheticShapes(Dataset):
                 points[where] = generate_shapes(c, len(where), self.num_points, seed, split, noise=self.noise)
         self.points: Tensor = torch.from_numpy(points)  # (n, N, 3)
         self.labels: Tensor = torch.from_numpy(labels.astype(np.int64))  # (n,)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i) -> tuple[Tensor, Tensor]:
-        x = self.points[i]
-        x = x.clone() if self.transform is None else self.transform(x)
-        return x, self.labels[i].clone()
 
     def __repr__(self) -> str:
         t = "" if self.transform is None else f", transform={self.transform!r}"
