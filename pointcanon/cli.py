@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--prior", choices=("auto",) + _prior_choices(), default="auto",
                     help="auto: identity if the backbone was trained upright, upright if with z-rotations, none if SO(3)")
     ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")
-    add_config_arguments(ad, skip=ADAPT_FROM_PRETRAINED + ("prior",), defaults=ADAPT_DEFAULTS)
+    add_config_arguments(ad, skip=ADAPT_FROM_PRETRAINED + ("prior",), defaults=ADAPT_DEFAULTS, config_file=False,
+                         groups=("canonicalizer",))  # backbone and dataset: those of --pretrained
     _run_arguments(ad)
     ad.set_defaults(func=cmd_adapt)
 

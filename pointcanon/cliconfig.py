@@ -42,14 +42,16 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, *, skip=(), defaults: dict | None = None) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, *, skip=(), defaults: dict | None = None,
+                         config_file: bool = True, groups=tuple(KWARGS_GROUPS.values())) -> None:
     """A flag for every TrainConfig field (except ``skip`` and the kwargs dicts, which get their option
     groups), ``--config`` and ``--print-config``. Flags not given leave the value of the config file or
     the default (``defaults`` overrides TrainConfig's for this command)."""
     shown = {**{f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING},
              **(defaults or {})}
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="JSON TrainConfig to start from (e.g. a run's config.json); flags given override it")
+    if config_file:
+        parser.add_argument("--config", default=None, metavar="FILE",
+                            help="JSON TrainConfig to start from (e.g. a run's config.json); flags given override it")
     parser.add_argument("--print-config", action="store_true", help="print the resulting config as JSON and exit")
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip or f.name in KWARGS_GROUPS:
@@ -67,7 +69,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, skip=(), defaults: 
             base = {"int": int, "float": float}.get(ann.split("|")[0], str)
             kw.update(type=_optional(base) if "|None" in ann else base)
         parser.add_argument(flag(f.name), **kw)
-    for group in KWARGS_GROUPS.values():
+    for group in groups:
         add_option_arguments(parser, group)
 
 
@@ -88,12 +90,13 @@ def load_config_file(path) -> TrainConfig:
 
 def config_from_args(a: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
     """TrainConfig from ``base`` (or ``--config``, or the defaults), overridden by the flags given."""
+    from_file = getattr(a, "config", None)
     if base is None:
-        base = load_config_file(a.config) if a.config else TrainConfig()
+        base = load_config_file(from_file) if from_file else TrainConfig()
     values = dataclasses.asdict(base)
     given = {f.name for f in dataclasses.fields(TrainConfig) if f.name in vars(a)}
     values.update({name: vars(a)[name] for name in given})
-    if "task" not in given and not a.config and "dataset" in given:
+    if "task" not in given and not from_file and "dataset" in given:
         values["task"] = DATASET_TASKS[values["dataset"]]  # the dataset's task unless asked otherwise
     for key, group in KWARGS_GROUPS.items():
         values[key] = {**values[key], **given_options(a, group)}
