@@ -171,7 +171,8 @@ def plot(results: dict, path: Path, title: str) -> None:
     for i, n in enumerate(names):
         first = next(iter(results[n].values()))["measure"]
         for g, style in (("SO3", "-"), ("z", ":")):  # the PointNet's layers (the same in every model)
-            layers = [lay for lay in first[g]["layers"] if not lay["name"].startswith("canonicalizer.")]
+            layers = [lay for lay in first[g]["layers"]
+                      if not lay["name"].startswith("canonicalizer") and lay["name"] != "backbone"]
             ax2.plot(range(len(layers)), [lay["measure"] for lay in layers], style, color=f"C{i}", lw=1.6,
                      marker="o" if g == "SO3" else None, ms=3, label=f"{n} ({'SO(3)' if g == 'SO3' else 'yaw'})")
     ax2.set(xlabel="PointNet layer (forward order; the canonicalizer's mean E is in the table)",
