@@ -46,13 +46,13 @@ def cmd_segment(args) -> int:
         print(f"embedding {args.photo} ({image.shape[1]}x{image.shape[0]}) ...", file=sys.stderr)
         predictor.set_image(image)
         c = predictor.canonicalization
-        for box in tqdm(boxes, desc="boxes", disable=args.quiet):
+        for box in tqdm(boxes, desc="boxes", disable=True if args.quiet else None):
             masks, iou, _ = predictor.predict(box=box, multimask_output=False)
             records.append({"mask": masks[0], "box_prompt": box.tolist(), "predicted_iou": float(iou[0]),
                             "bbox": _xywh(masks[0]), "area": int(masks[0].sum())})
     else:
         amg = EquivariantAutomaticMaskGenerator(sam, canonicalizer, points_per_side=args.points_per_side)
-        bar = tqdm(total=amg.total_points(image.shape), desc="point prompts", disable=args.quiet)
+        bar = tqdm(total=amg.total_points(image.shape), desc="point prompts", disable=True if args.quiet else None)
         try:
             found = amg.generate(image, progress=bar.update)
         finally:
@@ -67,7 +67,7 @@ def cmd_segment(args) -> int:
             "canonicalization": {"order": n, "index": index, "rotation_degrees": index * 360 / n,
                                  "logits": c.logits[0].tolist(), "degenerate": bool(c.degenerate[0]),
                                  "canonicalizer": args.canonicalizer or f"default (C{n}, sky heuristic)"}}
-    for _ in tqdm([0], desc=f"writing {len(records)} masks", disable=args.quiet):
+    for _ in tqdm([0], desc=f"writing {len(records)} masks", disable=True if args.quiet else None):
         write_masks(args.output, image, records, meta)
     print(f"{len(records)} masks -> {args.output} (photo read as rotated by {index * 360 / n:g} degrees CCW from upright)")
     return 0

@@ -102,7 +102,7 @@ def train_canonicalizer(photos: list[np.ndarray], config: TrainConfig | None = N
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     n, history = model.order, []
-    bar = tqdm(range(cfg.steps), desc="train canonicalizer", disable=not progress)
+    bar = tqdm(range(cfg.steps), desc="train canonicalizer", disable=None if progress else True)
     for _ in bar:
         target = torch.from_numpy(rng.integers(0, n, cfg.batch_size))
         small = []

@@ -127,7 +127,7 @@ def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size
     rots = random_rotations(n, "none" if protocol == "upright" else protocol, generator=_generator(seed, 7919))
     mine = torch.arange(dist.rank, n, dist.world)  # each rank evaluates a shard
     parts: dict[str, list[Tensor]] = {}
-    for start in tqdm(range(0, len(mine), batch_size), desc=f"eval {protocol}", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(mine), batch_size), desc=f"eval {protocol}", disable=None if progress else True, leave=False):
         idx = mine[start:start + batch_size]
         x, args, target = task.collate(dataset, idx)
         r = rotation.expand(len(x), 3, 3) if rotation is not None else rots[idx]
@@ -245,7 +245,7 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
                                    pin_memory=dist.device.type == "cuda")
             t0 = time.time()
             bar = tqdm(zip(range(step, steps_per_epoch), batches), total=steps_per_epoch - step,
-                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (progress and dist.is_main), leave=False)
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress and dist.is_main else True, leave=False)
             for step, (x, args, y) in bar:
                 torch.manual_seed(seeds[step])  # dropout (the batch's transforms were seeded by the loader)
                 positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch

@@ -37,7 +37,7 @@ def check(canon, shapes: torch.Tensor, motions: int, *, tol: float, chunk: int, 
     with torch.no_grad():
         base = canon(shapes)
         radius = base.canonical.norm(dim=-1).amax(-1)  # (S,)
-        bar = tqdm(total=len(shapes) * motions, desc="motions", unit="cloud", disable=not progress, mininterval=5)
+        bar = tqdm(total=len(shapes) * motions, desc="motions", unit="cloud", disable=None if progress else True, mininterval=5)
         for s in range(len(shapes)):
             x = shapes[s:s + 1]
             for start in range(0, motions, chunk):

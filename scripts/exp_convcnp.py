@@ -35,7 +35,7 @@ def train(mode: str, seed: int, steps: int, batch: int, progress: bool) -> ConvC
     model = ConvCNP1d(mode)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     g = torch.Generator().manual_seed(1000 + seed)
-    for _ in tqdm(range(steps), desc=f"{mode} seed {seed}", disable=not progress, mininterval=5, leave=False):
+    for _ in tqdm(range(steps), desc=f"{mode} seed {seed}", disable=None if progress else True, mininterval=5, leave=False):
         b = sample_tasks(batch, generator=g)
         loss = -gaussian_log_likelihood(b["yt"], *model(b["xc"], b["yc"], b["xt"], b["mask"])).mean()
         opt.zero_grad(set_to_none=True)

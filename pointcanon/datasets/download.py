@@ -75,7 +75,7 @@ def _bar(total, initial, desc, progress):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=not progress, leave=True)
+                disable=None if progress else True, leave=True)
 
 
 def _copy_stream(src, dst, bar, chunk: int) -> int:

@@ -376,7 +376,7 @@ class ModelNetOFF(Dataset):
         """Sample every mesh now (filling the cache); returns ``self``."""
         from tqdm.auto import tqdm
 
-        for i in tqdm(range(len(self)), desc=f"sampling {self.split} meshes", disable=not progress):
+        for i in tqdm(range(len(self)), desc=f"sampling {self.split} meshes", disable=None if progress else True):
             self.load_points(i)
         return self
 

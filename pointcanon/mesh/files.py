@@ -192,7 +192,7 @@ def canonicalize_files(inputs: Iterable, out_dir, model=None, *, num_points: int
         "files": {}, "errors": dict(errors)}
     for src, msg in errors.items():
         print(f"error: {src}: {msg}", file=sys.stderr)
-    bar = tqdm(files, desc="canonicalize", unit="file", disable=not progress, file=sys.stderr)
+    bar = tqdm(files, desc="canonicalize", unit="file", disable=None if progress else True, file=sys.stderr)
     for src, rel in bar:
         try:
             mesh = load_mesh(src)
