@@ -17,35 +17,6 @@ PARTSEG_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task ==
 DATASET_CHOICES = tuple(DATASET_TASKS)
 
 
-def _rotation(allowed):
-    """argparse type: a rotation name in the one group vocabulary (any case)."""
-    def parse(value):
-        from .config import parse_rotation
-
-        try:
-            return parse_rotation(value, allowed)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    parse.__name__ = "rotation"
-    return parse
-
-
-def _group(allowed):
-    """argparse type: a GroupName (any case) among ``allowed``."""
-    def parse(value):
-        from .core.groups import GroupName
-
-        try:
-            name = GroupName.parse(value).value
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        if name not in allowed:
-            raise argparse.ArgumentTypeError(f"choose one of {allowed}, got {value!r}")
-        return name
-    parse.__name__ = "group"
-    return parse
-
-
 def _threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)
@@ -296,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     sub = p.add_subparsers(dest="command", required=True)
 
-    from .cliconfig import add_config_arguments
+    from .cliconfig import add_config_arguments, rotation_type
 
     t = sub.add_parser("train", help="train a (canonicalized) classifier or part segmenter",
                        description="Every field of the training config is a flag; the options of the chosen "
@@ -320,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")
     e.add_argument("checkpoint")
-    e.add_argument("--protocols", nargs="+", type=_rotation(PROTOCOL_CHOICES), default=list(PROTOCOL_CHOICES),
+    e.add_argument("--protocols", nargs="+", type=rotation_type(PROTOCOL_CHOICES, "--protocols"),
+                   default=list(PROTOCOL_CHOICES),
                    metavar="{upright,z,SO3}", help="test rotations (any case): none, random about z, random in SO(3)")
     e.add_argument("--dataset", choices=DATASET_CHOICES, default=None)
     e.add_argument("--data-root", default=None)
@@ -348,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("measure", help="per-layer learned equivariance of a checkpoint: table and plot")
     m.add_argument("--checkpoint", required=True)
-    m.add_argument("--group", type=_group(("SO3", "O3", "z")), default="SO3", metavar="{SO3,O3,z}",
+    m.add_argument("--group", type=rotation_type(("SO3", "O3", "z"), "--group"), default="SO3", metavar="{SO3,O3,z}",
                    help="the rotations to measure under (any case)")
     m.add_argument("--num-shapes", type=int, default=32, help="test shapes, spread over the test set")
     m.add_argument("--num-samples", type=int, default=4, help="random group elements")

@@ -12,7 +12,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .config import CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig
+from .config import (CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig,
+                     parse_rotation)
 from .datasets import DATASET_TASKS
 from .nn.backbones import BACKBONES
 from .options import add_option_arguments, given_options
@@ -22,13 +23,16 @@ CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASET_TASKS), "backbone": tu
            "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES}
 
 
-def _rotation(value: str) -> str:
-    from .config import parse_rotation
-
-    try:
-        return parse_rotation(value, TRAIN_ROTATIONS, "--train-rotation")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def rotation_type(allowed, what: str = "rotation"):
+    """argparse type: a name of the one group vocabulary (any case) among ``allowed``
+    (``"upright"`` too where allowed, for test protocols)."""
+    def parse(value: str) -> str:
+        try:
+            return parse_rotation(value, allowed, what)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = what
+    return parse
 
 
 def _optional(kind):
@@ -60,7 +64,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, skip=(), defaults: 
                   help=f"{FIELD_HELP[f.name]} (default: {shown.get(f.name)!r})".replace("%", "%%"))
         ann = str(f.type).replace(" ", "")
         if f.name == "train_rotation":
-            kw.update(type=_rotation, metavar="{none,z,SO3}")
+            kw.update(type=rotation_type(TRAIN_ROTATIONS, "--train-rotation"), metavar="{none,z,SO3}")
         elif f.name in CHOICES:
             kw.update(choices=CHOICES[f.name])
         elif ann == "bool":
