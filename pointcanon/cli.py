@@ -172,13 +172,14 @@ def cmd_eval(a) -> int:
         raise ValueError(f"--num-points must be a positive number of points, got {a.num_points}")
     out = check_output_file(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json"), "--out")
     model, cfg, state = load_model(a.checkpoint)
-    if a.hypotheses is not None:
+    if a.hypotheses is not None or a.hypothesis_rule is not None:
         from .nn import CanonicalizedModel
 
         if not (isinstance(model, CanonicalizedModel) and cfg.canonicalizer == "candidate" and cfg.task == "cls"):
-            raise ValueError(f"--hypotheses needs a classifier with a candidate canonicalizer; {a.checkpoint} has "
-                             f"canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
-        model = CanonicalizedModel(model.canonicalizer, model.backbone, hypotheses=a.hypotheses).eval()
+            raise ValueError(f"--hypotheses / --hypothesis-rule need a classifier with a candidate canonicalizer; "
+                             f"{a.checkpoint} has canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
+        model = CanonicalizedModel(model.canonicalizer, model.backbone, hypotheses=a.hypotheses or cfg.hypotheses,
+                                   hypothesis_rule=a.hypothesis_rule or cfg.hypothesis_rule).eval()
     dataset = a.dataset or cfg.dataset
     if DATASET_TASKS.get(dataset, cfg.task) != cfg.task:
         fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
@@ -194,6 +195,7 @@ def cmd_eval(a) -> int:
     _print_table(_score_rows(Path(a.checkpoint).name, cfg.task, results), a.protocols)
     write_json(out, {"checkpoint": str(a.checkpoint), "task": cfg.task, "dataset": dataset,
                      "hypotheses": a.hypotheses or cfg.hypotheses,
+                     "hypothesis_rule": a.hypothesis_rule or cfg.hypothesis_rule,
                      "max_shapes": a.max_shapes, "protocols": results})
     print(f"wrote {out}")
     return 0
@@ -268,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     from .cliconfig import add_config_arguments, rotation_type
+    from .nn.wrapper import HYPOTHESIS_RULES
 
     t = sub.add_parser("train", help="train a (canonicalized) classifier or part segmenter",
                        description="Every field of the training config is a flag; the options of the chosen "
@@ -303,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--hypotheses", type=int, default=None, metavar="K",
                    help="evaluate a candidate-canonicalized classifier over its K most likely up hypotheses "
                         "(default: as trained)")
+    e.add_argument("--hypothesis-rule", choices=HYPOTHESIS_RULES, default=None,
+                   help="how the hypotheses are weighted (default: as trained); see `train --help`")
     e.set_defaults(func=cmd_eval)
 
     d = sub.add_parser("demo", help="plain vs canonicalized PointNet on synthetic shapes (about 3 minutes)")

@@ -16,11 +16,13 @@ from .config import (CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHO
                      parse_rotation)
 from .datasets import DATASET_TASKS
 from .nn.backbones import BACKBONES
+from .nn.wrapper import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING
 from .options import add_option_arguments, given_options
 from .tasks import TASKS
 
 CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASET_TASKS), "backbone": tuple(BACKBONES),
-           "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES}
+           "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES,
+           "hypothesis_rule": HYPOTHESIS_RULES, "hypothesis_training": HYPOTHESIS_TRAINING}
 
 
 def rotation_type(allowed, what: str = "rotation"):

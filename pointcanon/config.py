@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .core.groups import GroupName
 from .nn.backbones import BACKBONES
+from .nn.wrapper import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING
 from .tasks import TASKS
 
 PROTOCOLS = ("upright", "z", "SO3")  # test rotations: none, random about z, random in SO(3)
@@ -56,7 +57,11 @@ FIELD_HELP = {
     "freeze_backbone": "keep the pretrained backbone fixed",
     "backbone_lr": "learning rate of an unfrozen pretrained backbone (default: --lr)",
     "hypotheses": "candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one "
-                  "drawn per shape; evaluation: their weighted average)",
+                  "drawn per shape or their mixture, see --hypothesis-training; evaluation: their mixture)",
+    "hypothesis_rule": "how the hypotheses are weighted: weights (the canonicalizer's) or evidence (times the "
+                       "backbone's own evidence exp(logsumexp logits) for each pose)",
+    "hypothesis_training": "sample (one hypothesis per shape, one backbone pass) or mixture (the loss of the "
+                           "combined output: K passes; the task loss reaches the canonicalizer's scores)",
 }
 
 
@@ -89,11 +94,14 @@ class TrainConfig:
     freeze_backbone: bool = False
     backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
     hypotheses: int = 1  # candidate canonicalizer: up hypotheses the classifier sees (CanonicalizedModel)
+    hypothesis_rule: str = "weights"  # see CanonicalizedModel / combine_hypotheses
+    hypothesis_training: str = "sample"
 
     def validate(self) -> "TrainConfig":
         self.train_rotation = parse_rotation(self.train_rotation, what="train_rotation")
         checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
-                  ("prior", self.prior, PRIOR_CHOICES)]
+                  ("prior", self.prior, PRIOR_CHOICES), ("hypothesis_rule", self.hypothesis_rule, HYPOTHESIS_RULES),
+                  ("hypothesis_training", self.hypothesis_training, HYPOTHESIS_TRAINING)]
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -128,6 +136,8 @@ class TrainConfig:
             raise ValueError(f"hypotheses must be an int from 1 to 6, got {self.hypotheses!r}")
         if self.hypotheses > 1 and (self.canonicalizer != "candidate" or self.task != "cls"):
             raise ValueError("hypotheses > 1 needs --canonicalizer candidate and a classification task")
+        if self.hypotheses == 1 and (self.hypothesis_rule, self.hypothesis_training) != ("weights", "sample"):
+            raise ValueError("hypothesis_rule / hypothesis_training apply to hypotheses > 1 (--hypotheses K)")
         for name in ("checkpoint_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0: never), got {getattr(self, name)}")

@@ -40,7 +40,8 @@ def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
         return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
     if cfg.canonicalizer == "candidate":
         return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone,
-                                  hypotheses=cfg.hypotheses)
+                                  hypotheses=cfg.hypotheses, hypothesis_rule=cfg.hypothesis_rule,
+                                  hypothesis_training=cfg.hypothesis_training)
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
 
 

@@ -7,6 +7,7 @@ from pointcanon import VNCanonicalizer
 from pointcanon.core import apply_rigid, random_rigid_motion, upright_prior
 from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_backbone
 from pointcanon.nn.candidates import principal_frames, signed_permutations, tilt_rotations
+from pointcanon.nn.wrapper import HYPOTHESIS_RULES, combine_hypotheses
 from pointcanon.testing import assert_equivariant
 
 from conftest import DEGENERATE_CLOUDS, MODELNET_HDF5, per_shape_canonical_errors, require
@@ -310,10 +311,43 @@ def test_up_hypotheses_move_with_the_input_and_their_ensemble_is_invariant(model
         assert (f2 - q.unsqueeze(1) @ frames).abs().max() <= 1e-9
         assert (c2 - canonical).abs().max() <= 1e-9
     torch.manual_seed(0)
-    model = CanonicalizedModel(canon, build_backbone("pointnet", num_classes=5).double(), hypotheses=k).eval()
-    assert_equivariant(model, x[:4], group="SE3", output="invariant", num_samples=3)
-    logp = model(x[:4])
-    assert torch.allclose(logp.exp().sum(-1), torch.ones(4, dtype=torch.float64))
+    backbone = build_backbone("pointnet", num_classes=5).double()
+    for rule in HYPOTHESIS_RULES:
+        model = CanonicalizedModel(canon, backbone, hypotheses=k, hypothesis_rule=rule).eval()
+        assert_equivariant(model, x[:4], group="SE3", output="invariant", num_samples=3)
+        logp = model(x[:4])
+        assert torch.allclose(logp.exp().sum(-1), torch.ones(4, dtype=torch.float64))
+
+
+def test_combine_hypotheses_rules():
+    """weights: the weighted average of the class probabilities; evidence: a hypothesis on which the
+    backbone's logits are high (familiar) gains weight over one where they are low, whatever the class."""
+    w = torch.tensor([[0.8, 0.2]], dtype=torch.float64)
+    logits = torch.tensor([[[0.0, 0.0, 1.0], [3.0, 0.0, 0.0]]], dtype=torch.float64)  # (1, 2 hypotheses, 3)
+    mix = combine_hypotheses(w, logits, "weights").exp()
+    assert torch.allclose(mix, (w.unsqueeze(-1) * logits.softmax(-1)).sum(1))
+    assert mix.argmax(-1).item() == 2  # the canonicalizer's favourite decides
+    ev = combine_hypotheses(w, logits, "evidence").exp()
+    assert torch.allclose(ev.sum(-1), torch.ones(1, dtype=torch.float64))
+    assert ev.argmax(-1).item() == 0  # the backbone is far more at home in the second pose
+    q = torch.softmax(w.log() + logits.logsumexp(-1), -1)
+    assert torch.allclose(ev, (q.unsqueeze(-1) * logits.softmax(-1)).sum(1))
+    with pytest.raises(ValueError, match="rule"):
+        combine_hypotheses(w, logits, "vote")
+
+
+def test_mixture_training_lets_the_task_loss_reach_the_canonicalizer():
+    """hypothesis_training="mixture": the classification loss has a gradient on the canonicalizer's
+    scores (through the hypothesis weights); "sample" (one drawn pose) gives it none."""
+    torch.manual_seed(0)
+    x, y = torch.randn(4, 64, 3) * torch.tensor([3.0, 2.0, 1.0]), torch.tensor([0, 1, 2, 0])
+    for training, reaches in (("mixture", True), ("sample", False)):
+        canon = CandidateCanonicalizer(hidden=(8, 16), num_points=32, tilts=(0.0,))
+        model = CanonicalizedModel(canon, build_backbone("pointnet", 3), hypotheses=3,
+                                   hypothesis_training=training).train()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        grad = sum(p.grad.abs().sum() for p in canon.parameters() if p.grad is not None)
+        assert (float(grad) > 0) == reaches, (training, grad)
 
 
 def test_hypotheses_options_are_checked():
@@ -321,6 +355,11 @@ def test_hypotheses_options_are_checked():
         CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 3), hypotheses=7)
     with pytest.raises(ValueError, match="CandidateCanonicalizer"):
         CanonicalizedModel(VNCanonicalizer(), build_backbone("pointnet", 3), hypotheses=2)
+    with pytest.raises(ValueError, match="hypotheses > 1"):
+        CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 3), hypothesis_rule="evidence")
+    with pytest.raises(ValueError, match="hypothesis_training"):
+        CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 3), hypotheses=2,
+                           hypothesis_training="all")
     with pytest.raises(ValueError, match="dense"):
         CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 3), hypotheses=2)(
             torch.randn(10, 3), batch=torch.zeros(10, dtype=torch.long))

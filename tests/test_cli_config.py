@@ -33,6 +33,8 @@ FIELD_VALUES = {
     "freeze_backbone": (None, True, ["--pretrained", "run/last.pt", "--canonicalizer", "vn"]),
     "backbone_lr": ("0.0001", 0.0001, []),
     "hypotheses": ("2", 2, ["--canonicalizer", "candidate"]),
+    "hypothesis_rule": ("evidence", "evidence", ["--canonicalizer", "candidate", "--hypotheses", "2"]),
+    "hypothesis_training": ("mixture", "mixture", ["--canonicalizer", "candidate", "--hypotheses", "2"]),
 }
 # kind that takes each option, for the flag test
 KIND_FLAG = {"canonicalizer": "--canonicalizer", "backbone": "--backbone", "dataset": "--dataset"}

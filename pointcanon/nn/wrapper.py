@@ -6,6 +6,28 @@ from torch import Tensor, nn
 
 from ..core.result import Canonicalization
 
+HYPOTHESIS_RULES = ("weights", "evidence")  # how the up hypotheses' class probabilities are combined
+HYPOTHESIS_TRAINING = ("sample", "mixture")  # how a classifier is trained over them
+
+
+def combine_hypotheses(weights: Tensor, logits: Tensor, rule: str = "weights") -> Tensor:
+    """Log class probabilities ``(B, C)`` of a mixture over k hypotheses: ``log sum_k q_k p_k`` with
+    ``p_k = softmax(logits[:, k])`` (``logits`` ``(B, k, C)``) and the hypothesis posterior ``q``
+    ``(B, k)`` given by ``rule``:
+
+    - ``"weights"``: the canonicalizer's weights ``(B, k)`` alone;
+    - ``"evidence"``: ``q_k ~ weights_k * exp(logsumexp_c logits[:, k, c])``, the canonicalizer's belief
+      times the backbone's own evidence that it sees a familiar input in that pose (the classifier read
+      as an energy model of its inputs, as in Grathwohl et al., 2020).
+
+    Both use only invariant quantities, so the result is exactly as invariant as the hypotheses."""
+    if rule not in HYPOTHESIS_RULES:
+        raise ValueError(f"rule must be one of {HYPOTHESIS_RULES}, got {rule!r}")
+    log_w = weights.clamp_min(torch.finfo(weights.dtype).tiny).log()
+    if rule == "evidence":
+        log_w = torch.log_softmax(log_w + logits.logsumexp(-1), -1)
+    return (log_w.unsqueeze(-1) + torch.log_softmax(logits, -1)).logsumexp(1)
+
 
 class CanonicalizedModel(nn.Module):
     """``backbone(canonicalizer(x).canonical, *args)``: exactly invariant to the canonicalizer's group,
@@ -22,15 +44,23 @@ class CanonicalizedModel(nn.Module):
 
     ``hypotheses=k`` (2..6; a :class:`CandidateCanonicalizer` and a classifier backbone): instead of the
     one best frame, the backbone sees the cloud in the canonicalizer's k most likely up hypotheses and the
-    class probabilities are averaged with their weights (exactly invariant; k backbone passes). In training
-    each cloud is shown in one hypothesis drawn with its weight.
+    class probabilities are combined by ``hypothesis_rule`` (:func:`combine_hypotheses`; exactly invariant;
+    k backbone passes). ``hypothesis_training``: ``"sample"`` shows each training cloud in one hypothesis
+    drawn with its weight (one backbone pass); ``"mixture"`` trains on the combined output (k passes), so
+    that the task loss also reaches the canonicalizer's scores through the weights.
     """
 
     def __init__(self, canonicalizer: nn.Module, backbone: nn.Module, vector_keys: tuple[str, ...] = ("normals",),
-                 hypotheses: int = 1):
+                 hypotheses: int = 1, hypothesis_rule: str = "weights", hypothesis_training: str = "sample"):
         super().__init__()
         if isinstance(hypotheses, bool) or not isinstance(hypotheses, int) or not 1 <= hypotheses <= 6:
             raise ValueError(f"hypotheses must be an int from 1 to 6, got {hypotheses!r}")
+        if hypothesis_rule not in HYPOTHESIS_RULES:
+            raise ValueError(f"hypothesis_rule must be one of {HYPOTHESIS_RULES}, got {hypothesis_rule!r}")
+        if hypothesis_training not in HYPOTHESIS_TRAINING:
+            raise ValueError(f"hypothesis_training must be one of {HYPOTHESIS_TRAINING}, got {hypothesis_training!r}")
+        if hypotheses == 1 and (hypothesis_rule, hypothesis_training) != ("weights", "sample"):
+            raise ValueError("hypothesis_rule / hypothesis_training apply to hypotheses > 1 (one frame: nothing to combine)")
         if hypotheses > 1 and not hasattr(canonicalizer, "hypotheses"):
             raise ValueError(f"hypotheses > 1 needs a canonicalizer with up hypotheses (CandidateCanonicalizer), "
                              f"got {type(canonicalizer).__name__}")
@@ -38,22 +68,21 @@ class CanonicalizedModel(nn.Module):
         self.backbone = backbone
         self.vector_keys = tuple(vector_keys)
         self.num_hypotheses = hypotheses
+        self.hypothesis_rule, self.hypothesis_training = hypothesis_rule, hypothesis_training
 
     def _over_hypotheses(self, x: Tensor, args: tuple) -> tuple[Tensor, Canonicalization]:
-        """Classification over the canonicalizer's ``num_hypotheses`` up hypotheses. Training: each cloud is
-        seen in one hypothesis drawn with its weight (the backbone learns every likely pose); evaluation:
-        the weight-averaged class probabilities, returned as log-probabilities ``(B, C)``; with the best
-        frame's :class:`Canonicalization`."""
+        """Classification over the canonicalizer's ``num_hypotheses`` up hypotheses: the combined class
+        log-probabilities ``(B, C)`` (see the class doc for training), with the best frame's
+        :class:`Canonicalization`."""
         _, weights, canonical, best = self.canonicalizer.hypotheses(x, self.num_hypotheses)
         b, k = weights.shape
-        if self.training:
+        if self.training and self.hypothesis_training == "sample":
             pick = torch.multinomial(weights.detach().float(), 1).squeeze(1)
             return self.backbone(canonical[torch.arange(b, device=x.device), pick], *args), best
         out = self.backbone(canonical.flatten(0, 1), *(a.repeat_interleave(k, 0) for a in args))
         if not isinstance(out, Tensor) or out.ndim != 2:
             raise ValueError("hypotheses > 1 averages class probabilities: the backbone must return (B, C) logits")
-        probs = torch.softmax(out.view(b, k, -1), -1)
-        return torch.log((weights.unsqueeze(-1) * probs).sum(1).clamp_min(torch.finfo(probs.dtype).tiny)), best
+        return combine_hypotheses(weights, out.view(b, k, -1), self.hypothesis_rule), best
 
     def forward(self, x: Tensor, *args, batch: Tensor | None = None, return_canonicalization: bool = False):
         if self.num_hypotheses > 1:
