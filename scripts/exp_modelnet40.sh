@@ -6,7 +6,9 @@
 #      canonicalizer: frozen backbone (assembled, no training), fine-tuned backbone, and no prior;
 #   3. a canonicalized PointNet trained from scratch beside the plain one (same epochs, points, seed);
 #   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter;
-#   5. the classifiers of 2 and 3 over K up hypotheses, and trained over 3 hypotheses.
+#   5. the classifiers of 2 and 3 over K up hypotheses, and trained over 3 hypotheses;
+#   6. choosing among the up hypotheses for the frozen z-trained backbone: the combination rules over K = 1..6
+#      (scripts/hypothesis_rules.py) and the canonicalizer fine-tuned on the task loss of the mixture.
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
@@ -35,6 +37,7 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
   $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
 fi
 canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128
+canon upright256_ft --init "$OUT/canon/upright.pt" --num-points 256 --views 2 --steps 3000 --lr 1e-3  # the same, from the shipped weights
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
 canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset
@@ -69,5 +72,11 @@ for k in 1 2 3 4; do for r in canon_z adapt_frozen adapt_finetune; do hyp_eval "
 run canon_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \
     --train-rotation z --hypotheses 3 --checkpoint-every 100
 for k in 1 2 4; do hyp_eval canon_z_hyp3 "$k"; done
+
+# 6. choosing among the up hypotheses (frozen z-trained backbone)
+[ -f "$OUT/hyp_rules_frozen.json" ] || $PY scripts/hypothesis_rules.py --classifier "$OUT/plain_z/last.pt" \
+    --canonicalizer "$OUT/canon/upright.pt" --threads "$THREADS" --out "$OUT/hyp_rules_frozen.json"
+run adapt_mixture adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
+    --hypotheses 6 --hypothesis-training mixture --lr 1e-4 --epochs "$ADAPT_EPOCHS" --checkpoint-every 100
 
 $PY scripts/report_modelnet40.py "$OUT"

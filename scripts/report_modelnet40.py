@@ -17,6 +17,7 @@ from pointcanon.core.io import atomic_write
 CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),
     ("upright256", "candidate, upright prior, 256 points seen (not shipped)"),
+    ("upright256_ft", "the shipped weights trained on 256 points seen (not shipped)"),
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
@@ -30,6 +31,7 @@ ADAPT = [
     ("adapt_frozen", "(b) + upright canonicalizer, both frozen (no training)"),
     ("adapt_finetune", "(c) + upright canonicalizer (frozen), backbone fine-tuned"),
     ("adapt_noprior", "(d) + candidate canonicalizer without prior (untrained choice)"),
+    ("adapt_mixture", "(e) + upright canonicalizer fine-tuned on the mixture of 6 up hypotheses, backbone frozen"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped canonicalizer, frozen)")]
 HYPOTHESES = [
@@ -37,6 +39,7 @@ HYPOTHESES = [
     ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
     ("canon_z", "from scratch (canonicalized PointNet)"),
     ("canon_z_hyp3", "from scratch, trained over 3 hypotheses"),
+    ("adapt_mixture", "adaptation, canonicalizer fine-tuned on the mixture (e)"),
 ]
 SEG = [("seg_plain_z", "PointNet segmenter"), ("seg_canon_z", "canonicalized PointNet segmenter")]
 
@@ -84,8 +87,8 @@ def accuracy_table(runs: Path, rows, header: str) -> list[str]:
 
 
 def hypotheses_table(runs: Path) -> list[str]:
-    """SO(3) accuracy of the canonicalized classifiers evaluated over K = 1..4 up hypotheses."""
-    ks = (1, 2, 3, 4)
+    """SO(3) accuracy of the canonicalized classifiers evaluated over K = 1..4 (and 6) up hypotheses."""
+    ks = (1, 2, 3, 4, 6)
     lines = ["| model | trained over | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
     for name, label in HYPOTHESES:
         trained = _config(runs, name).get("hypotheses", 1)
@@ -96,6 +99,22 @@ def hypotheses_table(runs: Path) -> list[str]:
             cells.append(f"{100 * json.loads(path.read_text())['protocols']['SO3']['acc']:.1f}" if path.is_file() else "–")
         if any(c != "–" for c in cells):
             lines.append(f"| {label} | {trained} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def rules_table(runs: Path) -> list[str]:
+    """SO(3) test accuracy of the frozen adaptation for each way of combining its K up hypotheses
+    (scripts/hypothesis_rules.py), and the same on training shapes under z rotations."""
+    path = runs / "hyp_rules_frozen.json"
+    if not path.is_file():
+        print(f"missing {path}; table left out", file=sys.stderr)
+        return []
+    res = json.loads(path.read_text())
+    ks = range(1, 7)
+    lines = ["| rule | split | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+    for split, values in res.items():
+        for rule in sorted({key.rsplit("_k", 1)[0] for key in values}, key=("weights", "evidence", "oracle").index):
+            lines.append(f"| {rule} | {split} | " + " | ".join(f"{values[f'{rule}_k{k}']:.1f}" for k in ks) + " |")
     return lines
 
 
@@ -145,6 +164,7 @@ def main():
              ("Adapting a pretrained PointNet", accuracy_table(a.runs, ADAPT, "model")),
              ("From scratch, side by side", accuracy_table(a.runs, SCRATCH, "model")),
              ("Up hypotheses: z/SO(3) accuracy over the K most likely up hypotheses", hypotheses_table(a.runs)),
+             ("Combining the up hypotheses (frozen adaptation)", rules_table(a.runs)),
              ("ShapeNetPart (pseudo labels)", segmentation_table(a.runs))]
     text = "\n\n".join(f"### {title}\n\n" + "\n".join(lines) for title, lines in parts)
     print(text)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from pointcanon.core import identity_prior, upright_prior
 from pointcanon.datasets import ModelNet40HDF5, ShapeNetPartHDF5
-from pointcanon.mesh import DEFAULT_WEIGHTS, save_canonicalizer
+from pointcanon.mesh import DEFAULT_WEIGHTS, load_canonicalizer, save_canonicalizer
 from pointcanon.nn import CandidateCanonicalizer, VNCanonicalizer
 
 
@@ -88,6 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--local-k", type=int, default=10, help="candidate: neighbours of the local offset feature (0: none)")
     p.add_argument("--tilts", default=None, help="candidate: tilt grid in degrees, comma separated ('0': none)")
     p.add_argument("--eval-every", type=int, default=2000, help="score 500 test shapes every N steps (0: never)")
+    p.add_argument("--init", default=None, help="start from this canonicalizer file (same kind and sizes; "
+                                                 "--num-points and --views may differ), e.g. to show it more points")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(DEFAULT_WEIGHTS))
@@ -96,10 +98,19 @@ def main(argv=None) -> int:
         p.error("--steps, --num-points and --min-points must be positive and --batch-size at least 2")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    canon = build(a.kind, a)
+    init = None
+    if a.init:
+        init = load_canonicalizer(a.init)
+        differ = {k for k in set(canon.hparams) | set(init.hparams) if k not in ("num_points", "views")
+                  and canon.hparams.get(k) != init.hparams.get(k)}
+        if type(init) is not type(canon) or differ:
+            p.error(f"--init {a.init} holds a {type(init).__name__} that differs in {sorted(differ)}; "
+                    f"pass the same --kind/--hidden/--local-k/--tilts/--refine")
+        canon.load_state_dict(init.state_dict())
     reader, root, description = DATASETS[a.dataset]
     train = reader(a.data_root or root, "train").points
     test = reader(a.data_root or root, "test").points
-    canon = build(a.kind, a)
     opt = torch.optim.Adam(canon.parameters(), lr=a.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, a.steps)
     g = torch.Generator().manual_seed(a.seed)
@@ -134,6 +145,8 @@ def main(argv=None) -> int:
             "min_points": a.min_points, "jitter": a.jitter, "threads": a.threads,
             "train_seconds": round(seconds, 1), "parameters": sum(q.numel() for q in canon.parameters()),
             "test": scores, "curve": curve,
+            **({"init": {"file": a.init, "steps": init.info.get("steps"),
+                         "train_seconds": init.info.get("train_seconds")}} if init is not None else {}),
             "command": "python scripts/train_upright_canonicalizer.py " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))}
     save_canonicalizer(canon.eval(), a.out, info)
     print(f"wrote {a.out}: {info['parameters']} parameters, {seconds:.0f} s")

@@ -382,3 +382,20 @@ def test_cli_trains_and_evaluates_over_hypotheses(tmp_path, one_thread):
                  "--out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["hypotheses"] == 3
     assert main(["train", *small, "--hypotheses", "2", "--out", str(tmp_path / "bad")]) == 2  # needs candidate
+
+
+def test_canonicalizer_script_refuses_an_init_of_other_sizes(capsys):
+    """scripts/train_upright_canonicalizer.py --init: the file must hold the same kind and sizes (only the
+    points seen and the views may change); otherwise it stops before reading any data, naming the field."""
+    import importlib.util
+    from pathlib import Path
+
+    from pointcanon.models import DEFAULT_WEIGHTS
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_upright_canonicalizer.py"
+    spec = importlib.util.spec_from_file_location("train_upright_canonicalizer", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit):
+        script.main(["--init", str(DEFAULT_WEIGHTS), "--local-k", "0", "--data-root", "/nonexistent"])
+    assert "local_k" in capsys.readouterr().err
