@@ -113,8 +113,9 @@ def rules_table(runs: Path) -> list[str]:
     ks = range(1, 7)
     lines = ["| rule | split | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
     for split, values in res.items():
-        for rule in sorted({key.rsplit("_k", 1)[0] for key in values}, key=("weights", "evidence", "oracle").index):
-            lines.append(f"| {rule} | {split} | " + " | ".join(f"{values[f'{rule}_k{k}']:.1f}" for k in ks) + " |")
+        for rule in sorted({key.rsplit("_k", 1)[0] for key in values}, key=("weights", "evidence", "selector", "oracle").index):
+            lines.append(f"| {rule} | {split} | " + " | ".join(
+                f"{values[f'{rule}_k{k}']:.1f}" if f"{rule}_k{k}" in values else "–" for k in ks) + " |")
     return lines
 
 
