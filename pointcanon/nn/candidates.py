@@ -257,7 +257,7 @@ class CandidateCanonicalizer(nn.Module):
         per_subset, mask = [], None
         for seed in range(subsets):  # fixed index subsets: they do not depend on the coordinates
             if batch is None:
-                pts = centred_unit if subsets == 1 else \
+                pts = centred_unit if self.num_points is None or self.num_points >= largest else \
                     centred_unit[:, fixed_index_sample(largest, self.num_points, seed=seed, device=x.device)]
             else:
                 idx, mask = ragged_subset(counts, offsets, self.num_points, seed=seed)
