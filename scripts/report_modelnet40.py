@@ -17,7 +17,7 @@ from pointcanon.core.io import atomic_write
 CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),
     ("upright256", "candidate, upright prior, 256 points seen (not shipped)"),
-    ("upright256_ft", "the shipped weights trained on 256 points seen (not shipped)"),
+    ("upright_all_ft", "the shipped weights trained on for 3,000 steps seeing every point (not shipped)"),
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
