@@ -36,7 +36,7 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
   canon upright --steps "$CANON_STEPS"
   $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
 fi
-canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128
+canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (README row: trained before the views=1 subset fix)
 canon upright_all_ft --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
@@ -76,6 +76,8 @@ for k in 1 2 4; do hyp_eval canon_z_hyp3 "$k"; done
 # 6. choosing among the up hypotheses (frozen z-trained backbone)
 [ -f "$OUT/hyp_rules_frozen.json" ] || $PY scripts/hypothesis_rules.py --classifier "$OUT/plain_z/last.pt" \
     --canonicalizer "$OUT/canon/upright.pt" --threads "$THREADS" --out "$OUT/hyp_rules_frozen.json"
+run adapt_all_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_all_ft.pt" \
+    --freeze-canonicalizer --epochs 0   # the canonicalizer with the better up axis (every point seen)
 run adapt_mixture adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
     --hypotheses 6 --hypothesis-training mixture --lr 1e-4 --epochs "$ADAPT_EPOCHS" --checkpoint-every 100
 

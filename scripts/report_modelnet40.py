@@ -16,7 +16,7 @@ from pointcanon.core.io import atomic_write
 
 CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),
-    ("upright256", "candidate, upright prior, 256 points seen (not shipped)"),
+    ("upright256", "candidate, upright prior, trained on whole clouds, scored on 2 subsets of 256 points (not shipped)"),
     ("upright_all_ft", "the shipped weights trained on for 3,000 steps seeing every point (not shipped)"),
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
@@ -32,6 +32,7 @@ ADAPT = [
     ("adapt_finetune", "(c) + upright canonicalizer (frozen), backbone fine-tuned"),
     ("adapt_noprior", "(d) + candidate canonicalizer without prior (untrained choice)"),
     ("adapt_mixture", "(e) + upright canonicalizer fine-tuned on the mixture of 6 up hypotheses, backbone frozen"),
+    ("adapt_all_frozen", "(f) + the canonicalizer that sees every point, both frozen"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped canonicalizer, frozen)")]
 HYPOTHESES = [
