@@ -78,6 +78,8 @@ for k in 1 2 4; do hyp_eval canon_z_hyp3 "$k"; done
     --canonicalizer "$OUT/canon/upright.pt" --threads "$THREADS" --out "$OUT/hyp_rules_frozen.json"
 run adapt_all_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_all_ft.pt" \
     --freeze-canonicalizer --epochs 0   # the canonicalizer with the better up axis (every point seen)
+[ -f "$OUT/adapt_all_frozen/hyp2_evidence.json" ] || $PC eval "$OUT/adapt_all_frozen/last.pt" --hypotheses 2 \
+    --hypothesis-rule evidence --protocols SO3 --out "$OUT/adapt_all_frozen/hyp2_evidence.json"
 run adapt_mixture adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
     --hypotheses 6 --hypothesis-training mixture --lr 1e-4 --epochs "$ADAPT_EPOCHS" --checkpoint-every 100
 

@@ -103,6 +103,14 @@ def hypotheses_table(runs: Path) -> list[str]:
     return lines
 
 
+def evidence_line(runs: Path) -> list[str]:
+    path = runs / "adapt_all_frozen" / "hyp2_evidence.json"
+    if not path.is_file():
+        print(f"missing {path}; left out", file=sys.stderr)
+        return []
+    return [f"z/SO(3) accuracy: {100 * json.loads(path.read_text())['protocols']['SO3']['acc']:.1f} %"]
+
+
 def rules_table(runs: Path) -> list[str]:
     """SO(3) test accuracy of the frozen adaptation for each way of combining its K up hypotheses
     (scripts/hypothesis_rules.py), and the same on training shapes under z rotations."""
@@ -165,6 +173,7 @@ def main():
     parts = [("Canonicalizers (prior alone), ModelNet40 test split", canonicalizer_table(a.runs)),
              ("Adapting a pretrained PointNet", accuracy_table(a.runs, ADAPT, "model")),
              ("From scratch, side by side", accuracy_table(a.runs, SCRATCH, "model")),
+             ("Adaptation (f) over 2 up hypotheses, evidence rule", evidence_line(a.runs)),
              ("Up hypotheses: z/SO(3) accuracy over the K most likely up hypotheses", hypotheses_table(a.runs)),
              ("Combining the up hypotheses (frozen adaptation)", rules_table(a.runs)),
              ("ShapeNetPart (pseudo labels)", segmentation_table(a.runs))]
