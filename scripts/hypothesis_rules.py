@@ -13,11 +13,10 @@ a small network over each hypothesis' class log-probabilities, is fitted).
 canonicalized one (its own canonicalizer is used unless ``--canonicalizer`` is given).
 """
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from pointcanon.core.groups import apply_rigid, random_rotations
 from pointcanon.core.io import write_json
@@ -74,7 +73,7 @@ def dump(model: CanonicalizedModel, dataset, indices: torch.Tensor, rotations: t
          batch_size: int = 64) -> dict:
     """Hypothesis weights ``(S, k)``, backbone logits ``(S, k, C)`` and labels ``(S,)``."""
     weights, logits, labels = [], [], []
-    for start in range(0, len(indices), batch_size):
+    for start in tqdm(range(0, len(indices), batch_size), desc="hypotheses", disable=None, leave=False):
         idx = indices[start:start + batch_size]
         items = [dataset[int(i)] for i in idx]
         x = torch.stack([torch.as_tensor(it[0]) for it in items])
@@ -84,8 +83,6 @@ def dump(model: CanonicalizedModel, dataset, indices: torch.Tensor, rotations: t
         weights.append(w)
         logits.append(out)
         labels.append(torch.tensor([int(it[1]) for it in items]))
-        print(f"\r{start + len(idx)}/{len(indices)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
     return {"weights": torch.cat(weights), "logits": torch.cat(logits), "labels": torch.cat(labels)}
 
 

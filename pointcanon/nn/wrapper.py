@@ -18,7 +18,8 @@ def combine_hypotheses(weights: Tensor, logits: Tensor, rule: str = "weights") -
     - ``"weights"``: the canonicalizer's weights ``(B, k)`` alone;
     - ``"evidence"``: ``q_k ~ weights_k * exp(logsumexp_c logits[:, k, c])``, the canonicalizer's belief
       times the backbone's own evidence that it sees a familiar input in that pose (the classifier read
-      as an energy model of its inputs, as in Grathwohl et al., 2020).
+      as an energy model of its inputs, as in Grathwohl et al., 2020; needs raw logits: a backbone that
+      returns log-probabilities gives every pose the same evidence).
 
     Both use only invariant quantities, so the result is exactly as invariant as the hypotheses."""
     if rule not in HYPOTHESIS_RULES:
