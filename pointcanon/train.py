@@ -107,6 +107,13 @@ def _forward(model: nn.Module, x: Tensor, args: tuple) -> tuple[Tensor, Tensor |
     return model(x, *args), None
 
 
+def protocol_rotations(n: int, protocol: str, seed: int = 0) -> Tensor:
+    """The fixed rotations ``(n, 3, 3)`` that :func:`evaluate` gives the ``n`` shapes of a dataset under
+    ``protocol`` (``"upright"``, ``"z"`` or ``"SO3"``) and ``seed``."""
+    protocol = parse_rotation(protocol, PROTOCOLS, "protocol")
+    return random_rotations(n, "none" if protocol == "upright" else protocol, generator=_generator(seed, 7919))
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size: int = 64, seed: int = 0,
              rotation: Tensor | None = None, progress: bool = False, dist: DistContext | None = None) -> dict:
@@ -124,7 +131,7 @@ def evaluate(model: nn.Module, dataset, protocol: str = "upright", *, batch_size
     was_training = model.training
     model.eval()
     n = len(dataset)
-    rots = random_rotations(n, "none" if protocol == "upright" else protocol, generator=_generator(seed, 7919))
+    rots = protocol_rotations(n, protocol, seed)
     mine = torch.arange(dist.rank, n, dist.world)  # each rank evaluates a shard
     parts: dict[str, list[Tensor]] = {}
     for start in tqdm(range(0, len(mine), batch_size), desc=f"eval {protocol}", disable=None if progress else True, leave=False):

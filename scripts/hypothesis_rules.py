@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from pointcanon.core.groups import apply_rigid, random_rotations
+from pointcanon.core.groups import apply_rigid
 from pointcanon.core.io import write_json
 from pointcanon.datasets import build_dataset
 from pointcanon.models import load_canonicalizer, load_model
 from pointcanon.nn import CanonicalizedModel
 from pointcanon.nn.wrapper import HYPOTHESIS_RULES, combine_hypotheses
-from pointcanon.train import _generator
+from pointcanon.train import protocol_rotations
 
 # selector: a small network fitted on the training shapes that reads each hypothesis' class log-probabilities
 # (an experiment, not a library rule); oracle: any of the k hypotheses classified right (a ceiling)
@@ -69,17 +69,17 @@ def _first(weights: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dump(model: CanonicalizedModel, dataset, indices: torch.Tensor, rotations: torch.Tensor, k: int = 6,
+def dump(model: CanonicalizedModel, dataset, indices: torch.Tensor, rotations: torch.Tensor,
          batch_size: int = 64) -> dict:
-    """Hypothesis weights ``(S, k)``, backbone logits ``(S, k, C)`` and labels ``(S,)``."""
+    """Weights ``(S, k)`` of the ``model.num_hypotheses`` hypotheses, backbone logits ``(S, k, C)`` and labels
+    ``(S,)``."""
     weights, logits, labels = [], [], []
     for start in tqdm(range(0, len(indices), batch_size), desc="hypotheses", disable=None, leave=False):
         idx = indices[start:start + batch_size]
         items = [dataset[int(i)] for i in idx]
         x = torch.stack([torch.as_tensor(it[0]) for it in items])
         x = apply_rigid(x, rotations[start:start + len(idx)].to(x.dtype))
-        _, w, canonical, _ = model.canonicalizer.hypotheses(x, k)
-        out = model.backbone(canonical.flatten(0, 1)).view(len(idx), k, -1)
+        w, out, _ = model.hypothesis_logits(x)
         weights.append(w)
         logits.append(out)
         labels.append(torch.tensor([int(it[1]) for it in items]))
@@ -118,14 +118,14 @@ def main():
     model, cfg, _ = load_model(a.classifier)
     canon = load_canonicalizer(a.canonicalizer) if a.canonicalizer else model.canonicalizer
     backbone = model.backbone if isinstance(model, CanonicalizedModel) else model
-    model = CanonicalizedModel(canon, backbone).eval()
+    model = CanonicalizedModel(canon, backbone, hypotheses=6).eval()
     kw = dict(num_points=cfg.num_points, **cfg.dataset_kwargs)
     dumps = {}
     for split, protocol, count in (("train", "z", a.train_shapes), ("test", a.protocol, None)):
         ds = build_dataset(cfg.dataset, cfg.data_root, split, **kw)
         n = len(ds)
         idx = torch.arange(n) if count is None else torch.randperm(n, generator=torch.Generator().manual_seed(0))[:count]
-        rots = random_rotations(n, protocol, generator=_generator(0, 7919 if split == "test" else 31))[idx]
+        rots = protocol_rotations(n, protocol)[idx]  # those of `pointcanon eval` (the canonical clouds do not depend on them)
         dumps[f"{split}_{protocol}"] = dump(model, ds, idx, rots)
     selectors = {k: fit_selector(dumps["train_z"], k) for k in (2, 3, 6)}  # fitted on training shapes only
     results = {name: table(d, selectors) for name, d in reversed(dumps.items())}

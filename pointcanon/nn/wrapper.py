@@ -71,19 +71,26 @@ class CanonicalizedModel(nn.Module):
         self.num_hypotheses = hypotheses
         self.hypothesis_rule, self.hypothesis_training = hypothesis_rule, hypothesis_training
 
+    def hypothesis_logits(self, x: Tensor, *args) -> tuple[Tensor, Tensor, Canonicalization]:
+        """The backbone on each of the ``num_hypotheses`` up hypotheses of dense clouds ``x`` ``(B, N, 3)``:
+        their weights ``(B, k)``, the logits ``(B, k, C)`` and the best frame's :class:`Canonicalization`."""
+        _, weights, canonical, best = self.canonicalizer.hypotheses(x, self.num_hypotheses)
+        b, k = weights.shape
+        out = self.backbone(canonical.flatten(0, 1), *(a.repeat_interleave(k, 0) for a in args))
+        if not isinstance(out, Tensor) or out.ndim != 2:
+            raise ValueError("hypotheses > 1 averages class probabilities: the backbone must return (B, C) logits")
+        return weights, out.view(b, k, -1), best
+
     def _over_hypotheses(self, x: Tensor, args: tuple) -> tuple[Tensor, Canonicalization]:
         """Classification over the canonicalizer's ``num_hypotheses`` up hypotheses: the combined class
         log-probabilities ``(B, C)`` (see the class doc for training), with the best frame's
         :class:`Canonicalization`."""
-        _, weights, canonical, best = self.canonicalizer.hypotheses(x, self.num_hypotheses)
-        b, k = weights.shape
         if self.training and self.hypothesis_training == "sample":
+            _, weights, canonical, best = self.canonicalizer.hypotheses(x, self.num_hypotheses)
             pick = torch.multinomial(weights.detach().float(), 1).squeeze(1)
-            return self.backbone(canonical[torch.arange(b, device=x.device), pick], *args), best
-        out = self.backbone(canonical.flatten(0, 1), *(a.repeat_interleave(k, 0) for a in args))
-        if not isinstance(out, Tensor) or out.ndim != 2:
-            raise ValueError("hypotheses > 1 averages class probabilities: the backbone must return (B, C) logits")
-        return combine_hypotheses(weights, out.view(b, k, -1), self.hypothesis_rule), best
+            return self.backbone(canonical[torch.arange(len(x), device=x.device), pick], *args), best
+        weights, logits, best = self.hypothesis_logits(x, *args)
+        return combine_hypotheses(weights, logits, self.hypothesis_rule), best
 
     def forward(self, x: Tensor, *args, batch: Tensor | None = None, return_canonicalization: bool = False):
         if self.num_hypotheses > 1:
