@@ -8,7 +8,9 @@
 #   4. ShapeNetPart (the shared pseudo-labelled copy): plain vs canonicalized PointNet segmenter;
 #   5. the classifiers of 2 and 3 over K up hypotheses, and trained over 3 hypotheses;
 #   6. choosing among the up hypotheses for the frozen z-trained backbone: the combination rules over K = 1..6
-#      (scripts/hypothesis_rules.py) and the canonicalizer fine-tuned on the task loss of the mixture.
+#      (scripts/hypothesis_rules.py) and the canonicalizer fine-tuned on the task loss of the mixture; the
+#      canonicalizer that sees every point (better up axis) in front of the frozen backbone and, from scratch,
+#      in front of a new PointNet, both also over their 2 best up hypotheses (evidence rule).
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
@@ -78,8 +80,13 @@ for k in 1 2 4; do hyp_eval canon_z_hyp3 "$k"; done
     --canonicalizer "$OUT/canon/upright.pt" --threads "$THREADS" --out "$OUT/hyp_rules_frozen.json"
 run adapt_all_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_all_ft.pt" \
     --freeze-canonicalizer --epochs 0   # the canonicalizer with the better up axis (every point seen)
-[ -f "$OUT/adapt_all_frozen/hyp2_evidence.json" ] || $PC eval "$OUT/adapt_all_frozen/last.pt" --hypotheses 2 \
-    --hypothesis-rule evidence --protocols SO3 --out "$OUT/adapt_all_frozen/hyp2_evidence.json"
+run canon_all_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_all_ft.pt" \
+    --freeze-canonicalizer --train-rotation z --checkpoint-every 100   # from scratch behind the better up axis
+for r in adapt_all_frozen canon_all_z; do
+  hyp_eval "$r" 2
+  [ -f "$OUT/$r/hyp2_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses 2 --hypothesis-rule evidence \
+      --protocols SO3 --out "$OUT/$r/hyp2_evidence.json"
+done
 run adapt_mixture adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
     --hypotheses 6 --hypothesis-training mixture --lr 1e-4 --epochs "$ADAPT_EPOCHS" --checkpoint-every 100
 

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(a.seed)
     curve = []
     t0 = time.time()
-    bar = tqdm(range(a.steps), desc=f"{a.kind} / {a.prior} prior", mininterval=5)
+    bar = tqdm(range(a.steps), desc=f"{a.kind} / {a.prior} prior", mininterval=5, disable=None)
     for step in bar:
         canon.train()
         x = batch_of(train, a, g)

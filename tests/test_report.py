@@ -1,0 +1,30 @@
+"""scripts/report_modelnet40.py: tables from a run folder, missing runs left out (not invented)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import report_modelnet40 as report  # noqa: E402
+
+
+def _eval(folder: Path, acc: dict, name: str = "eval.json", epochs: int = 10, seconds: float = 600.0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(json.dumps({"protocols": {p: {"acc": a} for p, a in acc.items()},
+                                           "train_seconds": seconds}))
+    (folder / "config.json").write_text(json.dumps({"epochs": epochs}))
+
+
+def test_tables_show_the_runs_that_exist_and_only_those(tmp_path, capsys):
+    _eval(tmp_path / "plain_z", {"upright": 0.814, "z": 0.824, "SO3": 0.115})
+    _eval(tmp_path / "canon_all_z", {"upright": 0.78, "z": 0.78, "SO3": 0.78}, seconds=3600)
+    _eval(tmp_path / "canon_all_z", {"SO3": 0.791}, name="hyp2_evidence.json")
+    scratch = report.accuracy_table(tmp_path, report.SCRATCH, "model")
+    assert scratch[2] == "| PointNet | 81.4 | 82.4 | 11.5 | 10 | 10 min |"
+    assert scratch[3].startswith("| canonicalized PointNet (the every-point canonicalizer, frozen) | 78.0 | 78.0 | 78.0 | 10 | 60 min")
+    assert len(scratch) == 4  # canon_z is missing: its row is left out, not filled in
+    evidence = report.evidence_table(tmp_path)
+    assert evidence[2:] == ["| from scratch, the every-point canonicalizer | 79.1 |"]
+    err = capsys.readouterr().err
+    assert "canon_z" in err and "adapt_all_frozen" in err  # the missing runs are named
