@@ -12,7 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .config import (CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig,
+from .config import (AUGMENTATIONS, CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig,
                      parse_rotation)
 from .datasets import DATASET_TASKS
 from .nn.backbones import BACKBONES
@@ -21,7 +21,7 @@ from .options import add_option_arguments, given_options
 from .tasks import TASKS
 
 CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASET_TASKS), "backbone": tuple(BACKBONES),
-           "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES,
+           "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES, "augment": AUGMENTATIONS,
            "hypothesis_rule": HYPOTHESIS_RULES, "hypothesis_training": HYPOTHESIS_TRAINING}
 
 

@@ -28,6 +28,7 @@ def parse_rotation(value, allowed=TRAIN_ROTATIONS, what: str = "rotation") -> st
 
 
 PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
+AUGMENTATIONS = ("none", "scale-shift")  # training-time changes of each shape besides its rotation
 CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
 KWARGS_GROUPS = {"canonicalizer_kwargs": "canonicalizer", "backbone_kwargs": "backbone", "dataset_kwargs": "dataset"}
 # the help of every TrainConfig field (the CLI's --help is generated from it; kwargs fields: --GROUP.NAME)
@@ -42,6 +43,8 @@ FIELD_HELP = {
     "canonicalizer_weights": "start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)",
     "freeze_canonicalizer": "keep the canonicalizer fixed (needs weights)",
     "train_rotation": "random rotation of every training shape: none, z (about the up axis) or SO3 (any case)",
+    "augment": "scale-shift: scale every training shape by U(2/3, 3/2) per axis and shift it by U(-0.2, 0.2) "
+               "per axis (the DGCNN / PointNet++ recipe), before its rotation; none: the shapes as stored",
     "prior": "pull the canonical frame towards the identity, the upright (up axis only) or the training "
              "augmentation's orientations (empirical)",
     "prior_weight": "weight of the prior loss",
@@ -79,6 +82,7 @@ class TrainConfig:
     canonicalizer_weights: str | None = None  # canonicalizer file to start from (e.g. the shipped upright one)
     freeze_canonicalizer: bool = False
     train_rotation: str = "none"  # "none" | "z" | "SO3" (any case is accepted and normalised)
+    augment: str = "none"  # "none" | "scale-shift" (see FIELD_HELP)
     prior: str = "none"  # "none" | "identity" | "upright" | "empirical" (fitted to train_rotation)
     prior_weight: float = 0.0
     epochs: int = 10
@@ -100,7 +104,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         self.train_rotation = parse_rotation(self.train_rotation, what="train_rotation")
         checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
-                  ("prior", self.prior, PRIOR_CHOICES), ("hypothesis_rule", self.hypothesis_rule, HYPOTHESIS_RULES),
+                  ("prior", self.prior, PRIOR_CHOICES), ("augment", self.augment, AUGMENTATIONS), ("hypothesis_rule", self.hypothesis_rule, HYPOTHESIS_RULES),
                   ("hypothesis_training", self.hypothesis_training, HYPOTHESIS_TRAINING)]
         for name, value, allowed in checks:
             if value not in allowed:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .distributed import DistContext
 from .loader import batch_loader
 from .core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
-from .config import PROTOCOLS, TrainConfig, parse_rotation
+from .config import AUGMENTATIONS, PROTOCOLS, TrainConfig, parse_rotation
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
 from .core.priors import PRIORS, EmpiricalPrior
 from .models import build_model, load_canonicalizer_weights, load_pretrained_backbone
@@ -98,6 +98,24 @@ def rotate_batch(x: Tensor, rotation: str, generator: torch.Generator, positions
     if positions is not None:
         rots = rots[positions]
     return apply_rigid(x, rots.to(x.device))
+
+
+def augment_batch(x: Tensor, augment: str, generator: torch.Generator, positions: Tensor | None = None,
+                  global_size: int | None = None) -> Tensor:
+    """``x`` ``(B, N, 3)`` changed by the training augmentation ``augment`` (:data:`AUGMENTATIONS`):
+    ``"scale-shift"`` scales each cloud by its own factors U(2/3, 3/2) per axis and shifts it by
+    U(-0.2, 0.2) per axis; ``"none"`` returns ``x``. Drawn for the whole global batch, as in
+    :func:`rotate_batch`, so that data parallelism gives each shape the same change."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    if augment == "none":
+        return x
+    n = global_size or x.shape[0]
+    scale = torch.empty(n, 1, 3, dtype=torch.float64).uniform_(2 / 3, 3 / 2, generator=generator)
+    shift = torch.empty(n, 1, 3, dtype=torch.float64).uniform_(-0.2, 0.2, generator=generator)
+    if positions is not None:
+        scale, shift = scale[positions], shift[positions]
+    return x * scale.to(x) + shift.to(x)
 
 
 def _forward(model: nn.Module, x: Tensor, args: tuple) -> tuple[Tensor, Tensor | None]:
@@ -256,6 +274,7 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
             for step, (x, args, y) in bar:
                 torch.manual_seed(seeds[step])  # dropout (the batch's transforms were seeded by the loader)
                 positions = torch.arange(local_bs) * dist.world + dist.rank  # places in the global batch
+                x = augment_batch(x, cfg.augment, _generator(cfg.seed, epoch, step, 3), positions, cfg.batch_size)
                 x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
                 x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
                 output, frame = _forward(runner, x, args)

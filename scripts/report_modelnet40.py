@@ -18,6 +18,7 @@ CANONICALIZERS = [  # (file stem, label)
     ("upright", "**shipped**: candidate, upright prior"),
     ("upright256", "candidate, upright prior, trained on whole clouds, scored on 2 subsets of 256 points (not shipped)"),
     ("upright_all_ft", "the shipped weights trained on for 3,000 steps seeing every point (not shipped)"),
+    ("upright_normals", "candidate, upright prior, + surface normals from all points (normal_k 16)"),
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
@@ -33,9 +34,12 @@ ADAPT = [
     ("adapt_noprior", "(d) + candidate canonicalizer without prior (untrained choice)"),
     ("adapt_mixture", "(e) + upright canonicalizer fine-tuned on the mixture of 6 up hypotheses, backbone frozen"),
     ("adapt_all_frozen", "(f) + the canonicalizer that sees every point, both frozen"),
+    ("adapt_normals_frozen", "(g) + the canonicalizer with surface normals, both frozen"),
+    ("adapt_normals_finetune", "(h) + the canonicalizer with surface normals (frozen), backbone fine-tuned"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped canonicalizer, frozen)"),
-           ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)")]
+           ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
+           ("canon_normals_z", "canonicalized PointNet (the canonicalizer with surface normals, frozen)")]
 HYPOTHESES = [
     ("adapt_frozen", "adaptation, both frozen (b)"),
     ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
@@ -105,7 +109,7 @@ def hypotheses_table(runs: Path) -> list[str]:
     return lines
 
 
-EVIDENCE = [("adapt_all_frozen", "adaptation (f), both frozen"), ("canon_all_z", "from scratch, the every-point canonicalizer")]
+EVIDENCE = [("adapt_all_frozen", "adaptation (f), both frozen"), ("adapt_normals_frozen", "adaptation (g), both frozen"), ("canon_all_z", "from scratch, the every-point canonicalizer")]
 
 
 def evidence_table(runs: Path) -> list[str]:

@@ -29,6 +29,7 @@ from pointcanon.core import identity_prior, upright_prior
 from pointcanon.datasets import ModelNet40HDF5, ShapeNetPartHDF5
 from pointcanon.mesh import DEFAULT_WEIGHTS, load_canonicalizer, save_canonicalizer
 from pointcanon.nn import CandidateCanonicalizer, VNCanonicalizer
+from pointcanon.nn.candidates import POOLINGS
 
 
 def frame_scores(canon, points: torch.Tensor, batch: int = 256) -> dict[str, float]:
@@ -49,7 +50,7 @@ def build(kind: str, a) -> torch.nn.Module:
     if kind == "vn":
         return VNCanonicalizer("SE3", num_points=a.num_points, **({"hidden": hidden} if hidden else {}))
     tilts = {} if a.tilts is None else {"tilts": tuple(float(t) for t in a.tilts.split(","))}
-    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=a.refine, local_k=a.local_k,
+    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=a.refine, local_k=a.local_k, normal_k=a.normal_k, pooling=a.pooling,
                                   **({"hidden": hidden} if hidden else {}), **tilts)
 
 
@@ -86,6 +87,10 @@ def main(argv=None) -> int:
     p.add_argument("--refine", action="store_true", help="candidate: add the learned correction M")
     p.add_argument("--views", type=int, default=4, help="candidate: point subsets scored at inference (training: 1)")
     p.add_argument("--local-k", type=int, default=10, help="candidate: neighbours of the local offset feature (0: none)")
+    p.add_argument("--normal-k", type=int, default=0,
+                   help="candidate: neighbours (among all points) of the surface normal feature (0: none)")
+    p.add_argument("--pooling", choices=POOLINGS, default="max",
+                   help="candidate: max (extents) or max+mean (also densities along each axis)")
     p.add_argument("--tilts", default=None, help="candidate: tilt grid in degrees, comma separated ('0': none)")
     p.add_argument("--eval-every", type=int, default=2000, help="score 500 test shapes every N steps (0: never)")
     p.add_argument("--init", default=None, help="start from this canonicalizer file (same kind and sizes; "

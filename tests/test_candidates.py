@@ -6,7 +6,7 @@ import torch
 from pointcanon import VNCanonicalizer
 from pointcanon.core import apply_rigid, random_rigid_motion, upright_prior
 from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_backbone
-from pointcanon.nn.candidates import principal_frames, signed_permutations, tilt_rotations
+from pointcanon.nn.candidates import principal_frames, signed_permutations, surface_normals, tilt_rotations
 from pointcanon.nn.wrapper import HYPOTHESIS_RULES, combine_hypotheses
 from pointcanon.testing import assert_equivariant
 
@@ -65,7 +65,9 @@ def test_principal_frames_are_equivariant_up_to_sign(modelnet_test_shapes):
 
 
 @pytest.mark.parametrize("group, options", [("SE3", {}), ("E3", {}), ("SE3", {"refine": False, "tilts": ()}),
-                                            ("SE3", {"local_k": 8})])
+                                            ("SE3", {"local_k": 8}),
+                                            ("SE3", {"local_k": 8, "normal_k": 12, "pooling": "max+mean"}),
+                                            ("E3", {"normal_k": 12, "pooling": "max+mean", "views": 2})])
 def test_canonical_coordinates_invariant_on_real_shapes_float64(modelnet_test_shapes, group, options):
     err, _, degenerate = _errors(_model(group, **options), modelnet_test_shapes, group, torch.float64)
     assert degenerate.float().mean() <= 0.05, degenerate.float().mean()
@@ -159,11 +161,27 @@ def test_bad_arguments():
     for kwargs, match in [(dict(group="SO3"), "group"), (dict(num_points=0), "num_points"),
                           (dict(hidden=()), "hidden"), (dict(degenerate_tol=-1.0), "tolerances"),
                           (dict(tilts=(0.0, 90.0)), "tilts"), (dict(tilts=(5.0, 5.0)), "tilts"),
-                          (dict(sharpness=0.0), "sharpness"), (dict(local_k=-1), "local_k")]:
+                          (dict(sharpness=0.0), "sharpness"), (dict(local_k=-1), "local_k"),
+                          (dict(normal_k=1), "normal_k"), (dict(normal_k=True), "normal_k"),
+                          (dict(pooling="mean"), "pooling")]:
         with pytest.raises(ValueError, match=match):
             CandidateCanonicalizer(**kwargs)
     with pytest.raises(ValueError, match="prior"):
         _model().fit_loss(torch.randn(2, 16, 3), "empirical")
+
+
+def test_surface_normals_of_a_plane_and_a_sphere():
+    g = torch.Generator().manual_seed(0)
+    plane = torch.cat([torch.rand(1, 400, 2, generator=g) - 0.5, torch.full((1, 400, 1), 0.3)], -1)
+    n = surface_normals(plane[:, :50], plane, 10)
+    assert torch.allclose(n, torch.tensor([0.0, 0.0, 1.0]).expand_as(n), atol=1e-5)  # away from the origin
+    sphere = torch.nn.functional.normalize(torch.randn(1, 2000, 3, generator=g, dtype=torch.float64), dim=-1)
+    n = surface_normals(sphere[:, :100], sphere, 12)
+    assert ((n * sphere[:, :100]).sum(-1) > 0.99).all()  # outward radial
+    # padding is never a neighbour: far-away masked points change nothing
+    padded = torch.cat([sphere, torch.full((1, 50, 3), 9.0, dtype=torch.float64)], 1)
+    mask = torch.arange(2050)[None] < 2000
+    assert torch.equal(surface_normals(sphere[:, :100], padded, 12, mask), surface_normals(sphere[:, :100], sphere, 12))
 
 
 def test_fit_loss_targets_the_candidates_nearest_upright(modelnet_test_shapes):

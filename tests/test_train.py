@@ -5,7 +5,7 @@ import torch
 
 from pointcanon.core.io import atomic_write, load_checkpoint
 from pointcanon.models import build_model, load_model
-from pointcanon.train import evaluate, train
+from pointcanon.train import augment_batch, evaluate, train
 from trainkit import Blobs, NoisyBlobs, small_config
 
 
@@ -81,7 +81,7 @@ def test_atomic_write_leaves_nothing_when_writing_fails(tmp_path):
 
 @pytest.mark.parametrize("field, value, match", [("backbone", "resnet", "backbone"), ("train_rotation", "x", "train_rotation"),
                                                   ("prior", "identity", "needs a canonicalizer"), ("batch_size", 1, "batch_size"),
-                                                  ("epochs", 0, "epochs")])
+                                                  ("epochs", 0, "epochs"), ("augment", "flip", "augment")])
 def test_bad_config_values_are_named(field, value, match):
     with pytest.raises(ValueError, match=match):
         small_config(**{field: value}).validate()
@@ -141,3 +141,35 @@ def test_part_segmentation_trains_and_reports_miou(tmp_path, canonicalizer):
 def test_task_must_match_the_dataset():
     with pytest.raises(ValueError, match="does not match"):
         train(small_config(task="partseg"), Blobs(), progress=False)
+
+
+def test_scale_shift_augmentation_draws_per_shape_and_per_step():
+    x = torch.randn(6, 50, 3, dtype=torch.float64)
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert augment_batch(x, "none", g()) is x
+    y = augment_batch(x, "scale-shift", g())
+    assert torch.equal(y, augment_batch(x, "scale-shift", g()))  # seeded
+    # an affine map per shape: scale in [2/3, 3/2] and shift in [-0.2, 0.2] on every axis
+    scale = (y[:, 1] - y[:, 0]) / (x[:, 1] - x[:, 0])
+    shift = y[:, 0] - scale * x[:, 0]
+    assert torch.allclose(y, x * scale[:, None] + shift[:, None], atol=1e-12)
+    assert ((scale >= 2 / 3) & (scale <= 1.5)).all() and (shift.abs() <= 0.2).all()
+    assert scale.std(0).min() > 0.01  # shapes and axes get their own factors
+    # data parallel: a rank's shapes get the factors they get in the whole global batch
+    part = augment_batch(x[[1, 4]], "scale-shift", g(), positions=torch.tensor([1, 4]), global_size=6)
+    assert torch.equal(part, y[[1, 4]])
+    with pytest.raises(ValueError, match="augment"):
+        augment_batch(x, "mixup", g())
+
+
+def test_training_with_augmentation_learns_and_resumes_exactly(tmp_path):
+    quiet = dict(progress=False, log=lambda s: None)
+    cfg = small_config(augment="scale-shift", checkpoint_every=2)
+    full, hist = train(cfg, Blobs(), Blobs(seed=9), out=tmp_path / "full", **quiet)
+    assert hist[-1]["test_upright_acc"] >= 0.9
+    plain, plain_hist = train(small_config(checkpoint_every=2), Blobs(), out=tmp_path / "plain", **quiet)
+    assert hist[0]["train_loss"] != plain_hist[0]["train_loss"]  # the augmentation is applied
+    train(cfg, Blobs(), Blobs(seed=9), out=tmp_path / "cut", stop_after_steps=5, **quiet)
+    resumed, _ = train(cfg, Blobs(), Blobs(seed=9), out=tmp_path / "cut", resume=True, **quiet)
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

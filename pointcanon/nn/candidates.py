@@ -56,6 +56,7 @@ from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segm
 CANDIDATE_GROUPS = ("SE3", "E3")
 DEFAULT_TILTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
 FIT_PRIORS = ("upright", "identity")
+POOLINGS = ("max", "max+mean")
 
 
 def signed_permutations(proper: bool = True, dtype=torch.float64) -> Tensor:
@@ -105,6 +106,26 @@ def principal_frames(centred: Tensor, batch: Tensor | None = None, counts: Tenso
     return evecs, rel, top
 
 
+def surface_normals(queries: Tensor, points: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
+    """Unit surface normals ``(B, M, 3)`` at ``queries`` ``(B, M, 3)``: the least-variance axis of their ``k``
+    nearest ``points`` ``(B, N, 3)`` (only the real ones where a ``(B, N)`` ``mask`` is given), oriented away
+    from the origin (the clouds are centred). Equivariant to rotations of both (the sign rule uses only
+    dot products); detached."""
+    with torch.no_grad():
+        sq_q, sq_p = queries.pow(2).sum(-1), points.pow(2).sum(-1)
+        d = sq_q[:, :, None] - 2 * queries @ points.transpose(1, 2) + sq_p[:, None, :]
+        if mask is not None:
+            d = d.masked_fill(~mask[:, None, :], float("inf"))
+        dist, idx = d.topk(min(k, points.shape[1]), dim=-1, largest=False)
+        w = torch.isfinite(dist).to(points.dtype).unsqueeze(-1)  # (B, M, k, 1)
+        nbr = gather_neighbours(points, idx)
+        mean = (nbr * w).sum(2, keepdim=True) / w.sum(2, keepdim=True).clamp_min(1)
+        dev = (nbr - mean) * w
+        normal = torch.linalg.eigh(dev.transpose(-1, -2) @ dev).eigenvectors[..., 0]  # (B, M, 3)
+        sign = torch.where((normal * queries).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(normal.dtype)
+        return normal * sign
+
+
 class PointBatchNorm(nn.BatchNorm1d):
     """Batch norm over the last (channel) dimension of ``(..., C)`` features. Its statistics are
     pooled over all sign flips of all inputs, a set that moves with the inputs: invariance holds in
@@ -137,10 +158,15 @@ class CandidateCanonicalizer(nn.Module):
         tilts: the tilt grid in degrees (per axis); ``()`` for the principal-axis candidates alone.
         views: point subsets whose scores are averaged (exact: the subsets are fixed index sets); training
             with 1 and scoring with several (set ``model.views``) costs nothing to train.
+        normal_k: if > 0, each seen point also carries its surface normal, fitted to its ``normal_k``
+            nearest points among *all* points of the cloud (:func:`surface_normals`: planes such as shelves,
+            seats and table tops are seen even when few of their points are).
         local_k: if > 0, each seen point also carries the offset to the mean of its ``local_k`` nearest
             seen neighbours (a surface-normal-like cue; exact up to distance ties).
         refine: learn the correction ``M`` (otherwise the frame is the chosen candidate).
         batch_norm: batch norm in the point MLP (faster training).
+        pooling: ``"max"`` (extents) or ``"max+mean"`` (also densities and moments along each axis, e.g.
+            which end of an axis holds more of the surface: up or down).
         degenerate_tol: relative eigengap below which the principal axes count as non-unique.
         margin_tol: best-minus-second logit below ``margin_tol * (1 + |best|)`` counts as a tie.
         sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
@@ -151,8 +177,9 @@ class CandidateCanonicalizer(nn.Module):
     """
 
     def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256), num_points: int | None = 128,
-                 tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, views: int = 1, refine: bool = False,
-                 batch_norm: bool = True,
+                 tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, normal_k: int = 0, views: int = 1,
+                 refine: bool = False,
+                 batch_norm: bool = True, pooling: str = "max",
                  degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0):
         super().__init__()
         group = GroupName.parse(group).value
@@ -166,18 +193,21 @@ class CandidateCanonicalizer(nn.Module):
             raise ValueError(f"tilts must be distinct angles in (-90, 90) degrees, got {tilts}")
         if isinstance(views, bool) or not isinstance(views, int) or views < 1:
             raise ValueError(f"views must be a positive number of point subsets, got {views!r}")
-        if isinstance(local_k, bool) or not isinstance(local_k, int) or local_k < 0:
-            raise ValueError(f"local_k must be a number of neighbours >= 0, got {local_k!r}")
+        for name, k in (("local_k", local_k), ("normal_k", normal_k)):
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0 or (name == "normal_k" and k == 1):
+                raise ValueError(f"{name} must be a number of neighbours >= 0 (normal_k: 0 or >= 2), got {k!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not sharpness > 0:
             raise ValueError(f"sharpness must be positive, got {sharpness}")
         if not hidden or min(hidden) < 1:
             raise ValueError(f"hidden must be one or more positive sizes, got {hidden}")
         if not (degenerate_tol >= 0 and margin_tol >= 0):
             raise ValueError(f"tolerances must be >= 0, got {degenerate_tol}, {margin_tol}")
-        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k,
-                            views=views, refine=bool(refine), batch_norm=bool(batch_norm),
+        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k, normal_k=normal_k,
+                            views=views, refine=bool(refine), batch_norm=bool(batch_norm), pooling=pooling,
                             degenerate_tol=degenerate_tol, margin_tol=margin_tol, sharpness=sharpness)
-        self.sharpness, self.local_k = sharpness, local_k
+        self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
         self.group, self.num_points, self.refine = group, num_points, bool(refine)
         self.degenerate_tol, self.margin_tol = degenerate_tol, margin_tol
         perms = signed_permutations(group == "SE3")
@@ -199,8 +229,8 @@ class CandidateCanonicalizer(nn.Module):
         axis_of = up.abs().argmax(-1) * 2 + (up.sum(-1) < 0).long()  # (24 or 48,)
         self.register_buffer("up_group", axis_of.repeat_interleave(n_tilts), persistent=False)
         self.register_buffer("lookup", lookup, persistent=False)
-        width = hidden[-1]
-        self.trunk = _point_mlp(hidden, batch_norm, 6 if local_k else 3)
+        width = hidden[-1] * (2 if pooling == "max+mean" else 1)
+        self.trunk = _point_mlp(hidden, batch_norm, 3 * (1 + bool(local_k) + bool(normal_k)))
         self.score = _head(width, cands.shape[0])
         self.correction = _head(width, 6) if refine else None
         if refine:  # start at M = I: u = e_z, v = e_y
@@ -255,6 +285,12 @@ class CandidateCanonicalizer(nn.Module):
         largest = x.shape[1] if batch is None else int(counts.max())
         subsets = 1 if self.num_points is None or self.num_points >= largest else self.views
         per_subset, mask = [], None
+        if self.normal_k:  # every point of every cloud, for the normals' neighbourhoods
+            if batch is None:
+                every, every_mask = centred_unit, None
+            else:
+                every_idx, every_mask = ragged_subset(counts, offsets, None)
+                every = centred_unit[every_idx]
         for seed in range(subsets):  # fixed index subsets: they do not depend on the coordinates
             if batch is None:
                 pts = centred_unit if self.num_points is None or self.num_points >= largest else \
@@ -271,20 +307,32 @@ class CandidateCanonicalizer(nn.Module):
                     w = real.to(pts.dtype).unsqueeze(-1)
                     offset = (gather_neighbours(pts, nbr) * w).sum(2) / w.sum(2).clamp_min(1) - pts
                 pts = torch.cat([pts, offset], -1)  # (B, M, 6): both move like vectors
+            if self.normal_k:
+                pts = torch.cat([pts, surface_normals(pts[..., :3], every, self.normal_k, every_mask)], -1)
             per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0x).reshape(pts.shape))
         view = torch.stack(per_subset, 1)  # (B, S, M, C)
         return centroid, cands, gap.to(x.dtype), view, mask, no_extent
 
     def _pooled(self, pts: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Max-pooled trunk features ``(B, F, S, H)`` of ``(B, F, S, M, C)`` points; with a ``(B, M)`` mask,
+        """Pooled trunk features ``(B, F, S, H)`` of ``(B, F, S, M, C)`` points (max, and with
+        ``pooling="max+mean"`` the mean beside it: ``H`` = twice the trunk's width); with a ``(B, M)`` mask,
         of the real points only (the trunk, batch norm included, never sees the padding)."""
+        mean = self.pooling == "max+mean"
         if mask is None:
-            return self.trunk(pts).amax(-2)
+            feats = self.trunk(pts)
+            pooled = feats.amax(-2)
+            return torch.cat([pooled, feats.mean(-2)], -1) if mean else pooled
         moved = pts.permute(0, 3, 1, 2, 4)  # (B, M, F, S, C)
         feats = self.trunk(moved[mask])  # (P', F, S, H)
         full = feats.new_full(moved.shape[:-1] + feats.shape[-1:], float("-inf"))
         full[mask] = feats
-        return full.amax(1)
+        pooled = full.amax(1)
+        if not mean:
+            return pooled
+        zeros = feats.new_zeros(moved.shape[:-1] + feats.shape[-1:])
+        zeros[mask] = feats
+        count = mask.sum(1).to(feats.dtype).clamp_min(1)[:, None, None, None]
+        return torch.cat([pooled, zeros.sum(1) / count], -1)
 
     def candidate_logits(self, view: Tensor, mask: Tensor | None = None) -> Tensor:
         """Logits ``(B, K)`` of the candidates ``F0 @ P_k`` from the principal-frame views ``(B, S, M, C)``:
