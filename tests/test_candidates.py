@@ -6,7 +6,8 @@ import torch
 from pointcanon import VNCanonicalizer
 from pointcanon.core import apply_rigid, random_rigid_motion, upright_prior
 from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_backbone
-from pointcanon.nn.candidates import principal_frames, signed_permutations, surface_normals, tilt_rotations
+from pointcanon.nn.candidates import principal_frames, signed_permutations, tilt_rotations
+from pointcanon.nn.knn import surface_normals
 from pointcanon.nn.wrapper import HYPOTHESIS_RULES, combine_hypotheses
 from pointcanon.testing import assert_equivariant
 

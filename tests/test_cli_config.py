@@ -19,6 +19,7 @@ FIELD_VALUES = {
     "canonicalizer_weights": ("shipped", None, ["--canonicalizer", "candidate"]),  # resolved to the file's path
     "freeze_canonicalizer": (None, True, ["--canonicalizer-weights", "shipped"]),
     "train_rotation": ("so3", "SO3", []),
+    "augment": ("scale-shift", "scale-shift", []),
     "prior": ("identity", "identity", ["--canonicalizer", "vn"]),
     "prior_weight": ("2.5", 2.5, []),
     "epochs": ("3", 3, []),
@@ -89,7 +90,7 @@ def _value(opt):
         return kind, [str(default / 2)], default / 2
     if isinstance(default, int) or "int" in opt.annotation:
         return kind, [str((default or 2) + 1)], (default or 2) + 1
-    choices = {"subsample": "fps", "origin": "learned", "up_axis": "z", "posed": "desk"}
+    choices = {"subsample": "fps", "origin": "learned", "up_axis": "z", "posed": "desk", "pooling": "max+mean"}
     return kind, [choices[opt.name]], choices[opt.name]
 
 

@@ -83,3 +83,23 @@ def fixed_index_sample(n: int, m: int, *, seed: int = 0, device=None) -> Tensor:
         return torch.arange(n, device=device)
     order = torch.argsort(subset_priority(torch.arange(n, device=device), seed), stable=True)
     return order[:m].sort().values
+
+
+def surface_normals(queries: Tensor, points: Tensor, k: int, mask: Tensor | None = None) -> Tensor:
+    """Unit surface normals ``(B, M, 3)`` at ``queries`` ``(B, M, 3)``: the least-variance axis of their ``k``
+    nearest ``points`` ``(B, N, 3)`` (only the real ones where a ``(B, N)`` ``mask`` is given), oriented away
+    from the origin (the clouds are centred). Equivariant to rotations of both (the sign rule uses only
+    dot products); detached."""
+    with torch.no_grad():
+        sq_q, sq_p = queries.pow(2).sum(-1), points.pow(2).sum(-1)
+        d = sq_q[:, :, None] - 2 * queries @ points.transpose(1, 2) + sq_p[:, None, :]
+        if mask is not None:
+            d = d.masked_fill(~mask[:, None, :], float("inf"))
+        dist, idx = d.topk(min(k, points.shape[1]), dim=-1, largest=False)
+        w = torch.isfinite(dist).to(points.dtype).unsqueeze(-1)  # (B, M, k, 1)
+        nbr = gather_neighbours(points, idx)
+        mean = (nbr * w).sum(2, keepdim=True) / w.sum(2, keepdim=True).clamp_min(1)
+        dev = (nbr - mean) * w
+        normal = torch.linalg.eigh(dev.transpose(-1, -2) @ dev).eigenvectors[..., 0]  # (B, M, 3)
+        sign = torch.where((normal * queries).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(normal.dtype)
+        return normal * sign
