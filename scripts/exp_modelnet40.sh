@@ -13,7 +13,7 @@
 #      in front of a new PointNet, both also over their 2 best up hypotheses (evidence rule).
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
-# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (10000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
+# Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (20000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
 #              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
 # Stages are independent once their inputs exist: to use two cores, run two copies of this script with
 # THREADS=1 (each skips what the other finished; do not start the same run twice).
@@ -22,7 +22,7 @@ OUT=${1:-runs/mn40}
 MN40=${MN40:-../shared/data/modelnet40_hdf5_1024}
 SHAPENET=${SHAPENET:-../shared/data/shapenet_part_pseudo_hdf5_2048}
 EPOCHS=${EPOCHS:-10}; POINTS=${POINTS:-512}; CANON_STEPS=${CANON_STEPS:-14000}; ABLATION_STEPS=${ABLATION_STEPS:-3000}
-IDENTITY_STEPS=${IDENTITY_STEPS:-5000}; NORMALS_STEPS=${NORMALS_STEPS:-10000}; SHAPENET_STEPS=${SHAPENET_STEPS:-8000}
+IDENTITY_STEPS=${IDENTITY_STEPS:-5000}; NORMALS_STEPS=${NORMALS_STEPS:-20000}; SHAPENET_STEPS=${SHAPENET_STEPS:-8000}
 ADAPT_EPOCHS=${ADAPT_EPOCHS:-2}; SEG_EPOCHS=${SEG_EPOCHS:-10}; THREADS=${THREADS:-2}
 PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
@@ -40,7 +40,7 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
 fi
 canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (README row: trained before the views=1 subset fix)
 canon upright_all_ft --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
-canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --views 2   # + surface normals from all points
+canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2   # + surface normals from all points, max+mean pooling
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
 canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset

@@ -68,7 +68,8 @@ def test_principal_frames_are_equivariant_up_to_sign(modelnet_test_shapes):
 @pytest.mark.parametrize("group, options", [("SE3", {}), ("E3", {}), ("SE3", {"refine": False, "tilts": ()}),
                                             ("SE3", {"local_k": 8}),
                                             ("SE3", {"local_k": 8, "normal_k": 12, "pooling": "max+mean"}),
-                                            ("E3", {"normal_k": 12, "pooling": "max+mean", "views": 2})])
+                                            ("E3", {"normal_k": 12, "pooling": "max+mean", "views": 2}),
+                                            ("SE3", {"normal_k": 12, "normal_points": 300})])
 def test_canonical_coordinates_invariant_on_real_shapes_float64(modelnet_test_shapes, group, options):
     err, _, degenerate = _errors(_model(group, **options), modelnet_test_shapes, group, torch.float64)
     assert degenerate.float().mean() <= 0.05, degenerate.float().mean()
@@ -164,6 +165,7 @@ def test_bad_arguments():
                           (dict(tilts=(0.0, 90.0)), "tilts"), (dict(tilts=(5.0, 5.0)), "tilts"),
                           (dict(sharpness=0.0), "sharpness"), (dict(local_k=-1), "local_k"),
                           (dict(normal_k=1), "normal_k"), (dict(normal_k=True), "normal_k"),
+                          (dict(normal_points=0), "normal_points"), (dict(normal_points=2.5), "normal_points"),
                           (dict(pooling="mean"), "pooling")]:
         with pytest.raises(ValueError, match=match):
             CandidateCanonicalizer(**kwargs)

@@ -34,7 +34,8 @@ CANONICALIZERS = {
     "E3, 3 views, local offsets": lambda: CandidateCanonicalizer("E3", local_k=6, views=3),
     "SE3, one view of 128 points": lambda: CandidateCanonicalizer("SE3", views=1),  # dense: the same subset
     "SE3, 2 views, normals from all points, max+mean": lambda: CandidateCanonicalizer(
-        "SE3", views=2, local_k=6, normal_k=10, pooling="max+mean"),
+        "SE3", views=2, local_k=6, normal_k=10, normal_points=None, pooling="max+mean"),
+    "SE3, normals from a 512-point subset": lambda: CandidateCanonicalizer("SE3", normal_k=10, normal_points=512),
     "SE3, all points, refine": lambda: CandidateCanonicalizer("SE3", num_points=None, refine=True, local_k=4),
     "VN, SE3": lambda: VNCanonicalizer("SE3"),
     "VN, E3, learned origin, 128 points": lambda: VNCanonicalizer("E3", origin="learned", num_points=128),

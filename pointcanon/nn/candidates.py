@@ -139,8 +139,11 @@ class CandidateCanonicalizer(nn.Module):
         views: point subsets whose scores are averaged (exact: the subsets are fixed index sets); training
             with 1 and scoring with several (set ``model.views``) costs nothing to train.
         normal_k: if > 0, each seen point also carries its surface normal, fitted to its ``normal_k``
-            nearest points among *all* points of the cloud (:func:`surface_normals`: planes such as shelves,
-            seats and table tops are seen even when few of their points are).
+            nearest points among up to ``normal_points`` points of the cloud (:func:`surface_normals`:
+            planes such as shelves, seats and table tops are seen even when few of their points are).
+        normal_points: the normals' neighbourhoods come from a fixed index subset of at most this many
+            points (``None``: all), so that a denser input (a 2,048-point or 100,000-point scan) gives
+            normals at the scale seen in training instead of noisier, more local ones.
         local_k: if > 0, each seen point also carries the offset to the mean of its ``local_k`` nearest
             seen neighbours (a surface-normal-like cue; exact up to distance ties).
         refine: learn the correction ``M`` (otherwise the frame is the chosen candidate).
@@ -157,7 +160,8 @@ class CandidateCanonicalizer(nn.Module):
     """
 
     def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256), num_points: int | None = 128,
-                 tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, normal_k: int = 0, views: int = 1,
+                 tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, normal_k: int = 0,
+                 normal_points: int | None = 1024, views: int = 1,
                  refine: bool = False,
                  batch_norm: bool = True, pooling: str = "max",
                  degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0):
@@ -165,8 +169,9 @@ class CandidateCanonicalizer(nn.Module):
         group = GroupName.parse(group).value
         if group not in CANDIDATE_GROUPS:
             raise ValueError(f"group must be one of {CANDIDATE_GROUPS}, got {group!r}")
-        if num_points is not None and (isinstance(num_points, bool) or num_points < 1):
-            raise ValueError(f"num_points must be positive or None, got {num_points}")
+        for name, n in (("num_points", num_points), ("normal_points", normal_points)):
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {n!r}")
         hidden = tuple(int(h) for h in hidden)
         tilts = tuple(float(t) for t in tilts) or (0.0,)
         if any(not -90 < t < 90 for t in tilts) or len(set(tilts)) != len(tilts):
@@ -185,9 +190,10 @@ class CandidateCanonicalizer(nn.Module):
         if not (degenerate_tol >= 0 and margin_tol >= 0):
             raise ValueError(f"tolerances must be >= 0, got {degenerate_tol}, {margin_tol}")
         self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k, normal_k=normal_k,
-                            views=views, refine=bool(refine), batch_norm=bool(batch_norm), pooling=pooling,
+                            normal_points=normal_points, views=views, refine=bool(refine), batch_norm=bool(batch_norm), pooling=pooling,
                             degenerate_tol=degenerate_tol, margin_tol=margin_tol, sharpness=sharpness)
         self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
+        self.normal_points = normal_points
         self.group, self.num_points, self.refine = group, num_points, bool(refine)
         self.degenerate_tol, self.margin_tol = degenerate_tol, margin_tol
         perms = signed_permutations(group == "SE3")
@@ -265,11 +271,14 @@ class CandidateCanonicalizer(nn.Module):
         largest = x.shape[1] if batch is None else int(counts.max())
         subsets = 1 if self.num_points is None or self.num_points >= largest else self.views
         per_subset, mask = [], None
-        if self.normal_k:  # every point of every cloud, for the normals' neighbourhoods
+        if self.normal_k:  # the points of the normals' neighbourhoods: a fixed index subset (seed -1)
+            m = self.normal_points
             if batch is None:
                 every, every_mask = centred_unit, None
+                if m is not None and m < largest:
+                    every = centred_unit[:, fixed_index_sample(largest, m, seed=-1, device=x.device)]
             else:
-                every_idx, every_mask = ragged_subset(counts, offsets, None)
+                every_idx, every_mask = ragged_subset(counts, offsets, m, seed=-1)
                 every = centred_unit[every_idx]
         for seed in range(subsets):  # fixed index subsets: they do not depend on the coordinates
             if batch is None:
