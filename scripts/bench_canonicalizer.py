@@ -3,7 +3,7 @@ inference time ratio canonicalized/plain (B=32, N=1024), training-step time rati
 the peak memory of a DGCNN forward at N=8,192, B=8, plain and canonicalized.
 
     .venv/bin/python scripts/bench_canonicalizer.py [--threads 2] [--batch 32] [--points 1024] [--dgcnn] [--memory]
-        [--canonicalizers candidate vn]
+        [--canonicalizers candidate vn shipped FILE ...]
 
 Peak memory: each configuration runs in a fresh subprocess; on a CPU the figure is the largest growth of
 the resident set size during the forward pass over its size just before (sampled every 2 ms from
@@ -20,9 +20,23 @@ import time
 import torch
 
 from pointcanon import CanonicalizedModel, VNCanonicalizer, build_backbone
+from pointcanon.mesh import load_canonicalizer, load_default_canonicalizer
 from pointcanon.nn import CandidateCanonicalizer
 
-CANONICALIZERS = {"candidate": lambda: CandidateCanonicalizer("SE3"), "vn": lambda: VNCanonicalizer("SE3")}
+CANONICALIZERS = {"candidate": lambda: CandidateCanonicalizer("SE3"), "vn": lambda: VNCanonicalizer("SE3"),
+                  "shipped": load_default_canonicalizer}
+
+
+def make_canonicalizer(spec: str) -> torch.nn.Module:
+    """A canonicalizer by name (:data:`CANONICALIZERS`: fresh ones at their defaults, the shipped weights)
+    or from a canonicalizer file."""
+    return CANONICALIZERS[spec]() if spec in CANONICALIZERS else load_canonicalizer(spec)
+
+
+def canonicalizer_spec(text: str) -> str:
+    if text in CANONICALIZERS or os.path.isfile(text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is neither one of {sorted(CANONICALIZERS)} nor a canonicalizer file")
 
 
 def timeit(fn, x, repeats):
@@ -61,7 +75,7 @@ def peak_memory_child(spec: str) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = build_backbone("dgcnn", 40)
     if cfg["canon"]:
-        model = CanonicalizedModel(CANONICALIZERS[cfg["canon"]](), model)
+        model = CanonicalizedModel(make_canonicalizer(cfg["canon"]), model)
     model = model.eval().to(device)
     x = torch.randn(cfg["batch"], cfg["points"], 3, device=device)
     page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -107,7 +121,8 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dgcnn", action="store_true", help="also time DGCNN (slow on a CPU)")
     p.add_argument("--memory", action="store_true", help="peak memory of DGCNN at N=8192, B=8 (about a minute on a CPU)")
-    p.add_argument("--canonicalizers", nargs="+", choices=tuple(CANONICALIZERS), default=list(CANONICALIZERS))
+    p.add_argument("--canonicalizers", nargs="+", type=canonicalizer_spec, default=["candidate", "vn"],
+                   help=f"names ({', '.join(CANONICALIZERS)}) or canonicalizer files")
     p.add_argument("--_peak-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._peak_child:
@@ -117,7 +132,8 @@ def main():
     x = torch.randn(a.batch, a.points, 3)
     print(f"B={a.batch} N={a.points} threads={a.threads}; best of {a.repeats}")
     y = torch.randint(0, 40, (a.batch,))
-    print(f"{'model':<22}{'plain s':>9}{'canon s':>9}{'canon+plain s':>15}{'infer ratio':>13}"
+    width = max(22, *(len(k) + 12 for k in a.canonicalizers))
+    print(f"{'model':<{width}}{'plain s':>9}{'canon s':>9}{'canon+plain s':>15}{'infer ratio':>13}"
           f"{'train step plain s':>20}{'canon s':>9}{'train ratio':>13}")
     for name in ["pointnet"] + (["dgcnn"] if a.dgcnn else []):
         torch.manual_seed(0)
@@ -126,16 +142,16 @@ def main():
         s_plain = train_step_time(backbone, x, y, a.repeats)
         backbone.eval()
         for kind in a.canonicalizers:
-            canon = CANONICALIZERS[kind]().eval()
+            canon = make_canonicalizer(kind).eval()
             t_canon = timeit(canon, x, a.repeats)
             wrapped = CanonicalizedModel(canon, build_backbone(name, 40)).eval()
             wrapped.backbone.load_state_dict(backbone.state_dict())
             t_wrapped = timeit(wrapped, x, a.repeats)
             s_wrapped = train_step_time(wrapped, x, y, a.repeats)
-            print(f"{name + ' + ' + kind:<22}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
+            print(f"{name + ' + ' + kind:<{width}}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
                   f"{s_plain:>20.4f}{s_wrapped:>9.4f}{s_wrapped / s_plain:>13.3f}")
     for kind in a.canonicalizers:
-        print(f"{kind} canonicalizer parameters: {sum(p.numel() for p in CANONICALIZERS[kind]().parameters())}")
+        print(f"{kind} canonicalizer parameters: {sum(p.numel() for p in make_canonicalizer(kind).parameters())}")
     if a.memory:
         plain = peak_memory(None, a.threads)
         for kind in a.canonicalizers:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every table of README's "Results" (issue "1 of 5"), on 2 CPU threads:
-#   1. canonicalizers trained with a prior alone (upright = the shipped weights; identity), scored on
-#      the ModelNet40 test split, and the ablation (old VN recipe, no tilt grid, refinement);
+#   1. canonicalizers trained with a prior alone (upright_normals = the shipped weights; upright = the previous
+#      shipped recipe; identity), scored on the ModelNet40 test split and on ShapeNetPart's test shapes, and the
+#      ablation (old VN recipe, no tilt grid, refinement);
 #   2. a plain PointNet trained with z rotations (EPOCHS, POINTS) and its adaptation with the upright
 #      canonicalizer: frozen backbone (assembled, no training), fine-tuned backbone, and no prior;
 #   3. a canonicalized PointNet trained from scratch beside the plain one (same epochs, points, seed);
@@ -40,7 +41,14 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
 fi
 canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (README row: trained before the views=1 subset fix)
 canon upright_all_ft --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
-canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2   # + surface normals from all points, max+mean pooling
+if [ ! -f "$OUT/canon/upright_normals.pt" ]; then   # the shipped weights: + surface normals, max+mean pooling
+  canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2
+  $PY scripts/choose_views.py "$OUT/canon/upright_normals.pt" --views 2 --threads "$THREADS"
+fi
+# both recipes on ShapeNetPart's test shapes (other shapes, sampled by another pipeline, 2,048 points)
+[ -f "$OUT/score_shapenet.json" ] || $PY scripts/score_canonicalizer.py "$OUT/canon/upright.pt" \
+    "$OUT/canon/upright_normals.pt" --dataset shapenetpart --set normal_points=None --set views=1 \
+    --threads "$THREADS" --out "$OUT/score_shapenet.json"
 canon identity --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
 canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset

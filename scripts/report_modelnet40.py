@@ -15,10 +15,10 @@ import torch
 from pointcanon.core.io import atomic_write
 
 CANONICALIZERS = [  # (file stem, label)
-    ("upright", "**shipped**: candidate, upright prior"),
-    ("upright256", "candidate, upright prior, trained on whole clouds, scored on 2 subsets of 256 points (not shipped)"),
-    ("upright_all_ft", "the shipped weights trained on for 3,000 steps seeing every point (not shipped)"),
-    ("upright_normals", "candidate, upright prior, + surface normals from all points (normal_k 16)"),
+    ("upright_normals", "**shipped**: candidate, upright prior, + surface normals, max+mean pooling"),
+    ("upright", "the previous shipped recipe: candidate, upright prior (no normals, max pooling)"),
+    ("upright256", "previous recipe trained on whole clouds, scored on 2 subsets of 256 points (not shipped)"),
+    ("upright_all_ft", "the previous shipped weights trained on for 3,000 steps seeing every point (not shipped)"),
     ("identity", "candidate, identity prior"),
     ("abl_vn", "ablation: VN regression (the previous recipe), 256 points"),
     ("abl_no_tilt", "ablation: candidate, principal axes only (no tilt grid)"),
@@ -29,17 +29,17 @@ CANONICALIZERS = [  # (file stem, label)
 ]
 ADAPT = [
     ("plain_z", "(a) PointNet trained z (the pretrained backbone)"),
-    ("adapt_frozen", "(b) + upright canonicalizer, both frozen (no training)"),
-    ("adapt_finetune", "(c) + upright canonicalizer (frozen), backbone fine-tuned"),
+    ("adapt_frozen", "(b) + previous upright canonicalizer, both frozen (no training)"),
+    ("adapt_finetune", "(c) + previous upright canonicalizer (frozen), backbone fine-tuned"),
     ("adapt_noprior", "(d) + candidate canonicalizer without prior (untrained choice)"),
     ("adapt_mixture", "(e) + upright canonicalizer fine-tuned on the mixture of 6 up hypotheses, backbone frozen"),
     ("adapt_all_frozen", "(f) + the canonicalizer that sees every point, both frozen"),
-    ("adapt_normals_frozen", "(g) + the canonicalizer with surface normals, both frozen"),
-    ("adapt_normals_finetune", "(h) + the canonicalizer with surface normals (frozen), backbone fine-tuned"),
+    ("adapt_normals_frozen", "(g) + the shipped canonicalizer (surface normals), both frozen (no training)"),
+    ("adapt_normals_finetune", "(h) + the shipped canonicalizer (surface normals, frozen), backbone fine-tuned"),
 ]
-SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (shipped canonicalizer, frozen)"),
+SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (previous shipped canonicalizer, frozen)"),
            ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
-           ("canon_normals_z", "canonicalized PointNet (the canonicalizer with surface normals, frozen)")]
+           ("canon_normals_z", "canonicalized PointNet (the shipped canonicalizer with surface normals, frozen)")]
 HYPOTHESES = [
     ("adapt_frozen", "adaptation, both frozen (b)"),
     ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
@@ -80,6 +80,19 @@ def canonicalizer_table(runs: Path) -> list[str]:
     return lines
 
 
+def transfer_table(runs: Path) -> list[str]:
+    """The canonicalizers scored on ShapeNetPart's test shapes (scripts/score_canonicalizer.py)."""
+    path = runs / "score_shapenet.json"
+    if not path.is_file():
+        print(f"missing {path}; table left out", file=sys.stderr)
+        return []
+    lines = ["| canonicalizer | setting | up ≤ 10° | up ≤ 20° | median up angle |", "|---|---|---|---|---|"]
+    for r in json.loads(path.read_text()):
+        lines.append(f"| {Path(r['file']).stem} | {r['setting']} | {100 * r['up_within_10deg']:.1f} | "
+                     f"{100 * r['up_within_20deg']:.1f} | {r['median_up_angle_deg']:.1f}° |")
+    return lines
+
+
 def accuracy_table(runs: Path, rows, header: str) -> list[str]:
     lines = [f"| {header} | z/upright | z/z | z/SO(3) | epochs | train time |", "|---|---|---|---|---|---|"]
     for name, label in rows:
@@ -109,7 +122,8 @@ def hypotheses_table(runs: Path) -> list[str]:
     return lines
 
 
-EVIDENCE = [("adapt_all_frozen", "adaptation (f), both frozen"), ("adapt_normals_frozen", "adaptation (g), both frozen"), ("canon_all_z", "from scratch, the every-point canonicalizer")]
+EVIDENCE = [("adapt_all_frozen", "adaptation (f), both frozen"), ("adapt_normals_frozen", "adaptation (g), both frozen"), ("canon_all_z", "from scratch, the every-point canonicalizer"),
+            ("canon_normals_z", "from scratch, the shipped canonicalizer (surface normals)")]
 
 
 def evidence_table(runs: Path) -> list[str]:
@@ -184,6 +198,8 @@ def main():
     p.add_argument("runs", type=Path)
     a = p.parse_args()
     parts = [("Canonicalizers (prior alone), ModelNet40 test split", canonicalizer_table(a.runs)),
+             ("The same canonicalizers on ShapeNetPart's test shapes (2,048 points, sampled otherwise)",
+              transfer_table(a.runs)),
              ("Adapting a pretrained PointNet", accuracy_table(a.runs, ADAPT, "model")),
              ("From scratch, side by side", accuracy_table(a.runs, SCRATCH, "model")),
              ("Over 2 up hypotheses, evidence rule", evidence_table(a.runs)),

@@ -28,3 +28,12 @@ def test_tables_show_the_runs_that_exist_and_only_those(tmp_path, capsys):
     assert evidence[2:] == ["| from scratch, the every-point canonicalizer | 79.1 |"]
     err = capsys.readouterr().err
     assert "canon_z" in err and "adapt_all_frozen" in err  # the missing runs are named
+
+
+def test_transfer_table_from_the_scores_file(tmp_path, capsys):
+    assert report.transfer_table(tmp_path) == []
+    assert "score_shapenet.json" in capsys.readouterr().err
+    rows = [{"file": "runs/canon/upright_normals.pt", "setting": "as saved", "up_within_10deg": 0.74,
+             "up_within_20deg": 0.759, "median_up_angle_deg": 4.12}]
+    (tmp_path / "score_shapenet.json").write_text(json.dumps(rows))
+    assert report.transfer_table(tmp_path)[2:] == ["| upright_normals | as saved | 74.0 | 75.9 | 4.1° |"]
