@@ -104,8 +104,10 @@ run adapt_normals_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicaliz
     --freeze-canonicalizer --epochs 0
 run adapt_normals_finetune adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS"
-[ -f "$OUT/adapt_normals_frozen/hyp2_evidence.json" ] || $PC eval "$OUT/adapt_normals_frozen/last.pt" --hypotheses 2 \
-    --hypothesis-rule evidence --protocols SO3 --out "$OUT/adapt_normals_frozen/hyp2_evidence.json"
+for r in adapt_normals_frozen adapt_normals_finetune; do for k in 2 3 4; do
+  [ -f "$OUT/$r/hyp${k}_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses "$k" \
+      --hypothesis-rule evidence --protocols SO3 --out "$OUT/$r/hyp${k}_evidence.json"
+done; done
 run canon_normals_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --train-rotation z --checkpoint-every 100
 

@@ -25,7 +25,7 @@ def test_tables_show_the_runs_that_exist_and_only_those(tmp_path, capsys):
     assert scratch[3].startswith("| canonicalized PointNet (the every-point canonicalizer, frozen) | 78.0 | 78.0 | 78.0 | 10 | 60 min")
     assert len(scratch) == 4  # canon_z is missing: its row is left out, not filled in
     evidence = report.evidence_table(tmp_path)
-    assert evidence[2:] == ["| from scratch, the every-point canonicalizer | 79.1 |"]
+    assert evidence[2:] == ["| from scratch, the every-point canonicalizer | 79.1 | – | – |"]
     err = capsys.readouterr().err
     assert "canon_z" in err and "adapt_all_frozen" in err  # the missing runs are named
 
