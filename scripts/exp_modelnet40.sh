@@ -104,6 +104,9 @@ run adapt_normals_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicaliz
     --freeze-canonicalizer --epochs 0
 run adapt_normals_finetune adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS"
+run adapt_normals_hyp3 adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
+    --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS" --hypotheses 3 \
+    --hypothesis-training sample --hypothesis-rule evidence   # fine-tuned on, and evaluated over, 3 up hypotheses
 for r in adapt_normals_frozen adapt_normals_finetune; do for k in 2 3 4; do
   [ -f "$OUT/$r/hyp${k}_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses "$k" \
       --hypothesis-rule evidence --protocols SO3 --out "$OUT/$r/hyp${k}_evidence.json"

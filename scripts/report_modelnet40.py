@@ -36,6 +36,7 @@ ADAPT = [
     ("adapt_all_frozen", "(f) + the canonicalizer that sees every point, both frozen"),
     ("adapt_normals_frozen", "(g) + the shipped canonicalizer (surface normals), both frozen (no training)"),
     ("adapt_normals_finetune", "(h) + the shipped canonicalizer (surface normals, frozen), backbone fine-tuned"),
+    ("adapt_normals_hyp3", "(i) as (h), fine-tuned on its 3 up hypotheses, evaluated over them (evidence rule)"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (previous shipped canonicalizer, frozen)"),
            ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
