@@ -12,6 +12,8 @@
 #      (scripts/hypothesis_rules.py) and the canonicalizer fine-tuned on the task loss of the mixture; the
 #      canonicalizer that sees every point (better up axis) in front of the frozen backbone and, from scratch,
 #      in front of a new PointNet, both also over their 2 best up hypotheses (evidence rule).
+#   7. the shipped canonicalizer (surface normals): adaptation (frozen; fine-tuned; fine-tuned over 3 up hypotheses)
+#      and from scratch, each also over K = 2..4 up hypotheses (evidence rule).
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (20000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
@@ -113,5 +115,9 @@ for r in adapt_normals_frozen adapt_normals_finetune; do for k in 2 3 4; do
 done; done
 run canon_normals_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --train-rotation z --checkpoint-every 100
+for k in 2 3 4; do
+  [ -f "$OUT/canon_normals_z/hyp${k}_evidence.json" ] || $PC eval "$OUT/canon_normals_z/last.pt" --hypotheses "$k" \
+      --hypothesis-rule evidence --protocols SO3 --out "$OUT/canon_normals_z/hyp${k}_evidence.json"
+done
 
 $PY scripts/report_modelnet40.py "$OUT"
