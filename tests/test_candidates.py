@@ -420,3 +420,19 @@ def test_canonicalizer_script_refuses_an_init_of_other_sizes(capsys):
     with pytest.raises(SystemExit):
         script.main(["--init", str(DEFAULT_WEIGHTS), "--local-k", "0", "--data-root", "/nonexistent"])
     assert "local_k" in capsys.readouterr().err
+
+
+def test_a_normal_without_a_sign_flags_the_cloud():
+    """A flat cloud whose plane holds the centroid: every surface normal is orthogonal to its point's
+    position, so its sign (and the canonical frame) is undefined; the cloud is flagged degenerate. Bent
+    out of the plane, the same cloud has signed normals and is not flagged."""
+    g = torch.Generator().manual_seed(0)
+    flat = torch.rand(1, 400, 3, generator=g, dtype=torch.float64) * torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64)
+    bent = flat.clone()
+    bent[..., 2] = 0.3 * (flat[..., 0] - 1) ** 2
+    q, s = random_rigid_motion(1, "SE3", generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = CandidateCanonicalizer(normal_k=8).double().eval()
+    with torch.no_grad():
+        assert model(apply_rigid(flat, q, s)).degenerate.all()
+        assert not model(apply_rigid(bent, q, s)).degenerate.any()

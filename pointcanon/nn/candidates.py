@@ -29,8 +29,9 @@ How (``x`` centred, ``(B, N, 3)``):
    column. The frame is ``F0 @ P_k* @ M``: still exactly equivariant.
 
 The input is degenerate (flagged, conditioning 0) when two covariance eigenvalues nearly coincide
-(relative gap below ``degenerate_tol``: the principal axes are not unique), or the two best logits
-nearly tie (``margin_tol``); a cloud with no extent (all points coincide) gets the identity frame.
+(relative gap below ``degenerate_tol``: the principal axes are not unique), the two best logits
+nearly tie (``margin_tol``), or (with ``normal_k``) a seen point's normal is orthogonal to its position
+to rounding, so that its sign is undefined (a flat shape whose plane holds the centroid); a cloud with no extent (all points coincide) gets the identity frame.
 Otherwise ``conditioning`` is the relative eigengap: rounding errors of the input move the frame by
 about (relative rounding error) / conditioning. The frame of a flagged input is still the computed one
 (finite, deterministic), not a fallback, because its up axis is often still right (a bottle); it is not
@@ -297,7 +298,15 @@ class CandidateCanonicalizer(nn.Module):
                     offset = (gather_neighbours(pts, nbr) * w).sum(2) / w.sum(2).clamp_min(1) - pts
                 pts = torch.cat([pts, offset], -1)  # (B, M, 6): both move like vectors
             if self.normal_k:
-                pts = torch.cat([pts, surface_normals(pts[..., :3], every, self.normal_k, every_mask)], -1)
+                q = pts[..., :3]
+                normals = surface_normals(q, every, self.normal_k, every_mask)
+                # a normal orthogonal to its point's position has no defined sign (e.g. a flat shape whose
+                # plane holds the centroid): the cloud is flagged like one with non-unique principal axes
+                unsigned = (normals * q).sum(-1).abs() <= 100 * torch.finfo(q.dtype).eps * q.norm(dim=-1)
+                if mask is not None:
+                    unsigned &= mask
+                gap = torch.where(unsigned.any(-1), torch.zeros_like(gap), gap)
+                pts = torch.cat([pts, normals], -1)
             per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0x).reshape(pts.shape))
         view = torch.stack(per_subset, 1)  # (B, S, M, C)
         return centroid, cands, gap.to(x.dtype), view, mask, no_extent
