@@ -51,7 +51,7 @@ from ..core.groups import GroupName
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, cloud_radius
-from .knn import fixed_index_sample, gather_neighbours, knn, surface_normals
+from .knn import fixed_index_sample, gather_neighbours, knn, sign_undefined, surface_normals
 from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax, segment_sum
 
 CANDIDATE_GROUPS = ("SE3", "E3")
@@ -142,9 +142,8 @@ class CandidateCanonicalizer(nn.Module):
         normal_k: if > 0, each seen point also carries its surface normal, fitted to its ``normal_k``
             nearest points among up to ``normal_points`` points of the cloud (:func:`surface_normals`:
             planes such as shelves, seats and table tops are seen even when few of their points are).
-        normal_points: the normals' neighbourhoods come from a fixed index subset of at most this many
-            points (``None``: all), so that a denser input (a 2,048-point or 100,000-point scan) gives
-            normals at the scale seen in training instead of noisier, more local ones.
+        normal_points: normals use a fixed index subset of at most this many points (``None``: all):
+            denser scans get normals at the scale seen in training, not noisier, more local ones.
         local_k: if > 0, each seen point also carries the offset to the mean of its ``local_k`` nearest
             seen neighbours (a surface-normal-like cue; exact up to distance ties).
         refine: learn the correction ``M`` (otherwise the frame is the chosen candidate).
@@ -163,8 +162,7 @@ class CandidateCanonicalizer(nn.Module):
     def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256), num_points: int | None = 128,
                  tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, normal_k: int = 0,
                  normal_points: int | None = 1024, views: int = 1,
-                 refine: bool = False,
-                 batch_norm: bool = True, pooling: str = "max",
+                 refine: bool = False, batch_norm: bool = True, pooling: str = "max",
                  degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0):
         super().__init__()
         group = GroupName.parse(group).value
@@ -298,14 +296,8 @@ class CandidateCanonicalizer(nn.Module):
                     offset = (gather_neighbours(pts, nbr) * w).sum(2) / w.sum(2).clamp_min(1) - pts
                 pts = torch.cat([pts, offset], -1)  # (B, M, 6): both move like vectors
             if self.normal_k:
-                q = pts[..., :3]
-                normals = surface_normals(q, every, self.normal_k, every_mask)
-                # a normal orthogonal to its point's position has no defined sign (e.g. a flat shape whose
-                # plane holds the centroid): the cloud is flagged like one with non-unique principal axes
-                unsigned = (normals * q).sum(-1).abs() <= 100 * torch.finfo(q.dtype).eps * q.norm(dim=-1)
-                if mask is not None:
-                    unsigned &= mask
-                gap = torch.where(unsigned.any(-1), torch.zeros_like(gap), gap)
+                normals = surface_normals(pts[..., :3], every, self.normal_k, every_mask)
+                gap = torch.where(sign_undefined(normals, pts[..., :3], mask), torch.zeros_like(gap), gap)  # flagged
                 pts = torch.cat([pts, normals], -1)
             per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0x).reshape(pts.shape))
         view = torch.stack(per_subset, 1)  # (B, S, M, C)

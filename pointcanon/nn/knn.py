@@ -103,3 +103,11 @@ def surface_normals(queries: Tensor, points: Tensor, k: int, mask: Tensor | None
         normal = torch.linalg.eigh(dev.transpose(-1, -2) @ dev).eigenvectors[..., 0]  # (B, M, 3)
         sign = torch.where((normal * queries).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(normal.dtype)
         return normal * sign
+
+
+def sign_undefined(normals: Tensor, queries: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``(B,)``: some normal ``(B, M, 3)`` of :func:`surface_normals` is orthogonal to its query point's
+    position ``(B, M, 3)`` to rounding (only real points where a ``(B, M)`` mask is given), so that its sign
+    is undefined (e.g. a flat shape whose plane holds the centroid). Invariant: dot products only."""
+    unsigned = (normals * queries).sum(-1).abs() <= 100 * torch.finfo(queries.dtype).eps * queries.norm(dim=-1)
+    return (unsigned if mask is None else unsigned & mask).any(-1)
