@@ -13,11 +13,11 @@
 #      canonicalizer that sees every point (better up axis) in front of the frozen backbone and, from scratch,
 #      in front of a new PointNet, both also over their 2 best up hypotheses (evidence rule).
 #   7. the shipped canonicalizer (surface normals): adaptation (frozen; fine-tuned; fine-tuned over 3 up hypotheses)
-#      and from scratch, each also over K = 2..4 up hypotheses (evidence rule).
+#      and from scratch, each also over K = 2..4 up hypotheses (evidence rule); both trained over 3 hypotheses.
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (20000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
-#              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
+#              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), LONG_ADAPT_EPOCHS (5), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
 # Stages are independent once their inputs exist: to use two cores, run two copies of this script with
 # THREADS=1 (each skips what the other finished; do not start the same run twice).
 set -euo pipefail
@@ -26,7 +26,7 @@ MN40=${MN40:-../shared/data/modelnet40_hdf5_1024}
 SHAPENET=${SHAPENET:-../shared/data/shapenet_part_pseudo_hdf5_2048}
 EPOCHS=${EPOCHS:-10}; POINTS=${POINTS:-512}; CANON_STEPS=${CANON_STEPS:-14000}; ABLATION_STEPS=${ABLATION_STEPS:-3000}
 IDENTITY_STEPS=${IDENTITY_STEPS:-5000}; NORMALS_STEPS=${NORMALS_STEPS:-20000}; SHAPENET_STEPS=${SHAPENET_STEPS:-8000}
-ADAPT_EPOCHS=${ADAPT_EPOCHS:-2}; SEG_EPOCHS=${SEG_EPOCHS:-10}; THREADS=${THREADS:-2}
+ADAPT_EPOCHS=${ADAPT_EPOCHS:-2}; LONG_ADAPT_EPOCHS=${LONG_ADAPT_EPOCHS:-5}; SEG_EPOCHS=${SEG_EPOCHS:-10}; THREADS=${THREADS:-2}
 PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
 mkdir -p "$OUT/canon"
@@ -119,5 +119,16 @@ for k in 2 3 4; do
   [ -f "$OUT/canon_normals_z/hyp${k}_evidence.json" ] || $PC eval "$OUT/canon_normals_z/last.pt" --hypotheses "$k" \
       --hypothesis-rule evidence --protocols SO3 --out "$OUT/canon_normals_z/hyp${k}_evidence.json"
 done
+# both trained on (and evaluated over) the 3 up hypotheses, one drawn per shape: adaptation for longer, from scratch
+run adapt_normals_hyp3_long adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
+    --freeze-canonicalizer --finetune-backbone --backbone-lr 3e-4 --epochs "$LONG_ADAPT_EPOCHS" --hypotheses 3 \
+    --hypothesis-training sample --hypothesis-rule evidence --checkpoint-every 100
+run canon_normals_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
+    --freeze-canonicalizer --train-rotation z --hypotheses 3 --hypothesis-training sample --hypothesis-rule evidence \
+    --checkpoint-every 100
+for r in adapt_normals_hyp3 adapt_normals_hyp3_long canon_normals_z_hyp3; do for k in 2 4; do
+  [ -f "$OUT/$r/hyp${k}_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses "$k" \
+      --hypothesis-rule evidence --protocols SO3 --out "$OUT/$r/hyp${k}_evidence.json"
+done; done
 
 $PY scripts/report_modelnet40.py "$OUT"

@@ -37,10 +37,12 @@ ADAPT = [
     ("adapt_normals_frozen", "(g) + the shipped canonicalizer (surface normals), both frozen (no training)"),
     ("adapt_normals_finetune", "(h) + the shipped canonicalizer (surface normals, frozen), backbone fine-tuned"),
     ("adapt_normals_hyp3", "(i) as (h), fine-tuned on its 3 up hypotheses, evaluated over them (evidence rule)"),
+    ("adapt_normals_hyp3_long", "(j) as (i), 5 epochs at backbone lr 3e-4"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (previous shipped canonicalizer, frozen)"),
            ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
-           ("canon_normals_z", "canonicalized PointNet (the shipped canonicalizer with surface normals, frozen)")]
+           ("canon_normals_z", "canonicalized PointNet (the shipped canonicalizer with surface normals, frozen)"),
+           ("canon_normals_z_hyp3", "the same, trained on its 3 up hypotheses, evaluated over them (evidence rule)")]
 HYPOTHESES = [
     ("adapt_frozen", "adaptation, both frozen (b)"),
     ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
@@ -125,14 +127,19 @@ def hypotheses_table(runs: Path) -> list[str]:
 
 EVIDENCE = [("adapt_all_frozen", "adaptation (f), both frozen"), ("adapt_normals_frozen", "adaptation (g), both frozen"),
             ("adapt_normals_finetune", "adaptation (h), backbone fine-tuned"), ("canon_all_z", "from scratch, the every-point canonicalizer"),
-            ("canon_normals_z", "from scratch, the shipped canonicalizer (surface normals)")]
+            ("adapt_normals_hyp3", "adaptation (i), fine-tuned over 3 hypotheses"),
+            ("adapt_normals_hyp3_long", "adaptation (j), fine-tuned over 3 hypotheses, 5 epochs"),
+            ("canon_normals_z", "from scratch, the shipped canonicalizer (surface normals)"),
+            ("canon_normals_z_hyp3", "from scratch, the shipped canonicalizer, trained over 3 hypotheses")]
 
 
 def evidence_table(runs: Path, ks=(2, 3, 4)) -> list[str]:
     """z/SO(3) accuracy over the K most likely up hypotheses, combined with the evidence rule ("–": not run)."""
     lines = ["| model | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for name, label in EVIDENCE:
-        paths = [runs / name / f"hyp{k}_evidence.json" for k in ks]
+        config = _config(runs, name)  # a run trained and evaluated over K hypotheses with the evidence rule
+        own = config.get("hypotheses") if config.get("hypothesis_rule") == "evidence" else None
+        paths = [runs / name / ("eval.json" if k == own else f"hyp{k}_evidence.json") for k in ks]
         if not any(p.is_file() for p in paths):
             print(f"missing {paths[0]}; row left out", file=sys.stderr)
             continue

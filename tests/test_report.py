@@ -37,3 +37,16 @@ def test_transfer_table_from_the_scores_file(tmp_path, capsys):
              "up_within_20deg": 0.759, "median_up_angle_deg": 4.12}]
     (tmp_path / "score_shapenet.json").write_text(json.dumps(rows))
     assert report.transfer_table(tmp_path)[2:] == ["| upright_normals | as saved | 74.0 | 75.9 | 4.1° |"]
+
+
+def test_a_run_evaluated_over_its_own_hypotheses_fills_its_evidence_cell(tmp_path):
+    folder = tmp_path / "canon_normals_z_hyp3"
+    _eval(folder, {"upright": 0.8, "z": 0.8, "SO3": 0.795})
+    (folder / "config.json").write_text(json.dumps({"epochs": 10, "hypotheses": 3, "hypothesis_rule": "evidence"}))
+    _eval(folder, {"SO3": 0.79}, name="hyp2_evidence.json")
+    (folder / "config.json").write_text(json.dumps({"epochs": 10, "hypotheses": 3, "hypothesis_rule": "evidence"}))
+    row = [r for r in report.evidence_table(tmp_path) if "trained over 3" in r]
+    assert row == ["| from scratch, the shipped canonicalizer, trained over 3 hypotheses | 79.0 | 79.5 | – |"]
+    (folder / "config.json").write_text(json.dumps({"epochs": 10, "hypotheses": 3, "hypothesis_rule": "weights"}))
+    row = [r for r in report.evidence_table(tmp_path) if "trained over 3" in r]
+    assert row == ["| from scratch, the shipped canonicalizer, trained over 3 hypotheses | 79.0 | – | – |"]  # not evidence
