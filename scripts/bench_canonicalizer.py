@@ -3,7 +3,10 @@ inference time ratio canonicalized/plain (B=32, N=1024), training-step time rati
 the peak memory of a DGCNN forward at N=8,192, B=8, plain and canonicalized.
 
     .venv/bin/python scripts/bench_canonicalizer.py [--threads 2] [--batch 32] [--points 1024] [--dgcnn] [--memory]
-        [--canonicalizers candidate vn shipped FILE ...]
+        [--canonicalizers candidate vn shipped FILE ...] [--hypotheses 1 3]
+
+``--hypotheses K ...``: also the canonicalized model over its K most likely up hypotheses (K backbone
+passes at inference; the training step shows one drawn hypothesis per cloud, ``hypothesis_training="sample"``).
 
 Peak memory: each configuration runs in a fresh subprocess; on a CPU the figure is the largest growth of
 the resident set size during the forward pass over its size just before (sampled every 2 ms from
@@ -123,16 +126,20 @@ def main():
     p.add_argument("--memory", action="store_true", help="peak memory of DGCNN at N=8192, B=8 (about a minute on a CPU)")
     p.add_argument("--canonicalizers", nargs="+", type=canonicalizer_spec, default=["candidate", "vn"],
                    help=f"names ({', '.join(CANONICALIZERS)}) or canonicalizer files")
+    p.add_argument("--hypotheses", nargs="+", type=int, default=[1],
+                   help="time the canonicalized model over each K up hypotheses (K >= 1)")
     p.add_argument("--_peak-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._peak_child:
         return peak_memory_child(a._peak_child)
+    if min(a.hypotheses) < 1:
+        p.error(f"--hypotheses must be >= 1, got {a.hypotheses}")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     x = torch.randn(a.batch, a.points, 3)
     print(f"B={a.batch} N={a.points} threads={a.threads}; best of {a.repeats}")
     y = torch.randint(0, 40, (a.batch,))
-    width = max(22, *(len(k) + 12 for k in a.canonicalizers))
+    width = max(22, *(len(k) + 18 for k in a.canonicalizers))
     print(f"{'model':<{width}}{'plain s':>9}{'canon s':>9}{'canon+plain s':>15}{'infer ratio':>13}"
           f"{'train step plain s':>20}{'canon s':>9}{'train ratio':>13}")
     for name in ["pointnet"] + (["dgcnn"] if a.dgcnn else []):
@@ -144,12 +151,17 @@ def main():
         for kind in a.canonicalizers:
             canon = make_canonicalizer(kind).eval()
             t_canon = timeit(canon, x, a.repeats)
-            wrapped = CanonicalizedModel(canon, build_backbone(name, 40)).eval()
-            wrapped.backbone.load_state_dict(backbone.state_dict())
-            t_wrapped = timeit(wrapped, x, a.repeats)
-            s_wrapped = train_step_time(wrapped, x, y, a.repeats)
-            print(f"{name + ' + ' + kind:<{width}}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
-                  f"{s_plain:>20.4f}{s_wrapped:>9.4f}{s_wrapped / s_plain:>13.3f}")
+            for k in a.hypotheses:
+                if k > 1 and not hasattr(canon, "hypotheses"):
+                    print(f"{name} + {kind} K={k}: skipped ({type(canon).__name__} has no up hypotheses)")
+                    continue
+                wrapped = CanonicalizedModel(canon, build_backbone(name, 40), hypotheses=k).eval()
+                wrapped.backbone.load_state_dict(backbone.state_dict())
+                t_wrapped = timeit(wrapped, x, a.repeats)
+                s_wrapped = train_step_time(wrapped, x, y, a.repeats)
+                label = f"{name} + {kind}" + (f" K={k}" if k > 1 else "")
+                print(f"{label:<{width}}{t_plain:>9.4f}{t_canon:>9.4f}{t_wrapped:>15.4f}{t_wrapped / t_plain:>13.3f}"
+                      f"{s_plain:>20.4f}{s_wrapped:>9.4f}{s_wrapped / s_plain:>13.3f}")
     for kind in a.canonicalizers:
         print(f"{kind} canonicalizer parameters: {sum(p.numel() for p in make_canonicalizer(kind).parameters())}")
     if a.memory:
