@@ -13,7 +13,8 @@
 #      canonicalizer that sees every point (better up axis) in front of the frozen backbone and, from scratch,
 #      in front of a new PointNet, both also over their 2 best up hypotheses (evidence rule).
 #   7. the shipped canonicalizer (surface normals): adaptation (frozen; fine-tuned; fine-tuned over 3 up hypotheses)
-#      and from scratch, each also over K = 2..4 up hypotheses (evidence rule); both trained over 3 hypotheses.
+#      and from scratch, each also over K = 2..4 up hypotheses (evidence rule); both trained over 3 hypotheses
+#      (adaptation for 5 and for 10 epochs).
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (20000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
@@ -123,10 +124,13 @@ done
 run adapt_normals_hyp3_long adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --finetune-backbone --backbone-lr 3e-4 --epochs "$LONG_ADAPT_EPOCHS" --hypotheses 3 \
     --hypothesis-training sample --hypothesis-rule evidence --checkpoint-every 100
+run adapt_normals_hyp3_10ep adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
+    --freeze-canonicalizer --finetune-backbone --backbone-lr 3e-4 --epochs "$EPOCHS" --hypotheses 3 \
+    --hypothesis-training sample --hypothesis-rule evidence --checkpoint-every 100
 run canon_normals_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --train-rotation z --hypotheses 3 --hypothesis-training sample --hypothesis-rule evidence \
     --checkpoint-every 100
-for r in adapt_normals_hyp3 adapt_normals_hyp3_long canon_normals_z_hyp3; do for k in 2 4; do
+for r in adapt_normals_hyp3 adapt_normals_hyp3_long adapt_normals_hyp3_10ep canon_normals_z_hyp3; do for k in 2 4; do
   [ -f "$OUT/$r/hyp${k}_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses "$k" \
       --hypothesis-rule evidence --protocols SO3 --out "$OUT/$r/hyp${k}_evidence.json"
 done; done

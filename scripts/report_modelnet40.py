@@ -38,6 +38,7 @@ ADAPT = [
     ("adapt_normals_finetune", "(h) + the shipped canonicalizer (surface normals, frozen), backbone fine-tuned"),
     ("adapt_normals_hyp3", "(i) as (h), fine-tuned on its 3 up hypotheses, evaluated over them (evidence rule)"),
     ("adapt_normals_hyp3_long", "(j) as (i), 5 epochs at backbone lr 3e-4"),
+    ("adapt_normals_hyp3_10ep", "(k) as (i), 10 epochs at backbone lr 3e-4"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (previous shipped canonicalizer, frozen)"),
            ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
@@ -129,6 +130,7 @@ EVIDENCE = [("adapt_all_frozen", "adaptation (f), both frozen"), ("adapt_normals
             ("adapt_normals_finetune", "adaptation (h), backbone fine-tuned"), ("canon_all_z", "from scratch, the every-point canonicalizer"),
             ("adapt_normals_hyp3", "adaptation (i), fine-tuned over 3 hypotheses"),
             ("adapt_normals_hyp3_long", "adaptation (j), fine-tuned over 3 hypotheses, 5 epochs"),
+            ("adapt_normals_hyp3_10ep", "adaptation (k), fine-tuned over 3 hypotheses, 10 epochs"),
             ("canon_normals_z", "from scratch, the shipped canonicalizer (surface normals)"),
             ("canon_normals_z_hyp3", "from scratch, the shipped canonicalizer, trained over 3 hypotheses")]
 
