@@ -82,6 +82,10 @@ run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.
 #    up hypotheses, and a canonicalized PointNet trained over 3 hypotheses (one drawn per shape)
 hyp_eval() { local run=$1 k=$2; [ -f "$OUT/$run/hyp$k.json" ] && return 0
              $PC eval "$OUT/$run/last.pt" --hypotheses "$k" --protocols SO3 --out "$OUT/$run/hyp$k.json"; }
+# a run over its K most likely up hypotheses, evidence rule (SO(3) only)
+evidence_eval() { local run=$1 k=$2; [ -f "$OUT/$run/hyp${k}_evidence.json" ] && return 0
+                  $PC eval "$OUT/$run/last.pt" --hypotheses "$k" --hypothesis-rule evidence --protocols SO3 \
+                      --out "$OUT/$run/hyp${k}_evidence.json"; }
 for k in 1 2 3 4; do for r in canon_z adapt_frozen adapt_finetune; do hyp_eval "$r" "$k"; done; done
 run canon_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \
     --train-rotation z --hypotheses 3 --checkpoint-every 100
@@ -96,8 +100,7 @@ run canon_all_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/c
     --freeze-canonicalizer --train-rotation z --checkpoint-every 100   # from scratch behind the better up axis
 for r in adapt_all_frozen canon_all_z; do
   hyp_eval "$r" 2
-  [ -f "$OUT/$r/hyp2_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses 2 --hypothesis-rule evidence \
-      --protocols SO3 --out "$OUT/$r/hyp2_evidence.json"
+  evidence_eval "$r" 2
 done
 run adapt_mixture adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
     --hypotheses 6 --hypothesis-training mixture --lr 1e-4 --epochs "$ADAPT_EPOCHS" --checkpoint-every 100
@@ -110,16 +113,10 @@ run adapt_normals_finetune adapt --pretrained "$OUT/plain_z/last.pt" --canonical
 run adapt_normals_hyp3 adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS" --hypotheses 3 \
     --hypothesis-training sample --hypothesis-rule evidence   # fine-tuned on, and evaluated over, 3 up hypotheses
-for r in adapt_normals_frozen adapt_normals_finetune; do for k in 2 3 4; do
-  [ -f "$OUT/$r/hyp${k}_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses "$k" \
-      --hypothesis-rule evidence --protocols SO3 --out "$OUT/$r/hyp${k}_evidence.json"
-done; done
+for r in adapt_normals_frozen adapt_normals_finetune; do for k in 2 3 4; do evidence_eval "$r" "$k"; done; done
 run canon_normals_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --train-rotation z --checkpoint-every 100
-for k in 2 3 4; do
-  [ -f "$OUT/canon_normals_z/hyp${k}_evidence.json" ] || $PC eval "$OUT/canon_normals_z/last.pt" --hypotheses "$k" \
-      --hypothesis-rule evidence --protocols SO3 --out "$OUT/canon_normals_z/hyp${k}_evidence.json"
-done
+for k in 2 3 4; do evidence_eval canon_normals_z "$k"; done
 # both trained on (and evaluated over) the 3 up hypotheses, one drawn per shape: adaptation for longer, from scratch
 run adapt_normals_hyp3_long adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --finetune-backbone --backbone-lr 3e-4 --epochs "$LONG_ADAPT_EPOCHS" --hypotheses 3 \
@@ -130,9 +127,8 @@ run adapt_normals_hyp3_10ep adapt --pretrained "$OUT/plain_z/last.pt" --canonica
 run canon_normals_z_hyp3 train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright_normals.pt" \
     --freeze-canonicalizer --train-rotation z --hypotheses 3 --hypothesis-training sample --hypothesis-rule evidence \
     --checkpoint-every 100
-for r in adapt_normals_hyp3 adapt_normals_hyp3_long adapt_normals_hyp3_10ep canon_normals_z_hyp3; do for k in 2 4; do
-  [ -f "$OUT/$r/hyp${k}_evidence.json" ] || $PC eval "$OUT/$r/last.pt" --hypotheses "$k" \
-      --hypothesis-rule evidence --protocols SO3 --out "$OUT/$r/hyp${k}_evidence.json"
-done; done
+for r in adapt_normals_hyp3 adapt_normals_hyp3_long adapt_normals_hyp3_10ep canon_normals_z_hyp3; do
+  for k in 2 4; do evidence_eval "$r" "$k"; done
+done
 
 $PY scripts/report_modelnet40.py "$OUT"
