@@ -1,4 +1,5 @@
-"""The ``pointcanon`` command: ``train``, ``eval``, ``demo``, ``data``, ``measure``, ``canonicalize``."""
+"""The ``pointcanon`` command: ``train``, ``adapt``, ``eval``, ``fit-selector``, ``demo``, ``data``, ``measure``,
+``canonicalize``."""
 from __future__ import annotations
 
 import argparse
@@ -93,6 +94,9 @@ def run_training(cfg, a) -> int:
     cfg = _with_canonicalizer_file(cfg)
     _check_task(cfg)
     cfg.validate()
+    if cfg.hypothesis_rule == "selector":
+        raise ValueError("hypothesis_rule 'selector' is fitted after training: train with 'weights' or 'evidence', "
+                         "then run `pointcanon fit-selector` on the checkpoint")
     if a.print_config:
         print_config(cfg)
         return 0
@@ -178,8 +182,11 @@ def cmd_eval(a) -> int:
         if not (isinstance(model, CanonicalizedModel) and cfg.canonicalizer == "candidate" and cfg.task == "cls"):
             raise ValueError(f"--hypotheses / --hypothesis-rule need a classifier with a candidate canonicalizer; "
                              f"{a.checkpoint} has canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
+        rule = a.hypothesis_rule or cfg.hypothesis_rule
+        if rule == "selector" and model.selector is None:
+            raise ValueError(f"{a.checkpoint} has no fitted selector; run `pointcanon fit-selector` on it first")
         model = CanonicalizedModel(model.canonicalizer, model.backbone, hypotheses=a.hypotheses or cfg.hypotheses,
-                                   hypothesis_rule=a.hypothesis_rule or cfg.hypothesis_rule).eval()
+                                   hypothesis_rule=rule, selector=model.selector if rule == "selector" else None).eval()
     dataset = a.dataset or cfg.dataset
     if DATASET_TASKS.get(dataset, cfg.task) != cfg.task:
         fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
@@ -198,6 +205,24 @@ def cmd_eval(a) -> int:
                      "hypothesis_rule": a.hypothesis_rule or cfg.hypothesis_rule,
                      "max_shapes": a.max_shapes, "protocols": results})
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_fit_selector(a) -> int:
+    from .config import TrainConfig
+    from .core.io import load_checkpoint
+    from .selector import fit_selector_checkpoint
+
+    k = a.hypotheses
+    if k is None:
+        trained = TrainConfig.from_checkpoint(load_checkpoint(a.checkpoint), a.checkpoint).hypotheses
+        k = trained if trained > 1 else 3
+    t0 = time.time()
+    info = fit_selector_checkpoint(a.checkpoint, a.out, k, epochs=a.epochs, seed=a.seed, max_shapes=a.max_shapes,
+                                   progress=True)
+    acc = info["train_accuracy"]
+    print(f"training-split accuracy over {k} hypotheses: " + ", ".join(f"{r} {v:.2f} %" for r, v in acc.items()))
+    print(f"wrote {a.out} ({time.time() - t0:.0f} s); evaluate it with: pointcanon eval {a.out}")
     return 0
 
 
@@ -309,6 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--hypothesis-rule", choices=HYPOTHESIS_RULES, default=None,
                    help="how the hypotheses are weighted (default: as trained); see `train --help`")
     e.set_defaults(func=cmd_eval)
+
+    f = sub.add_parser("fit-selector", help="fit a learned hypothesis selector to a candidate-canonicalized classifier",
+                       description="Runs the classifier over its K most likely up hypotheses on its training "
+                                   "shapes and fits a small selector (invariant inputs: each pose's class "
+                                   "log-probabilities and evidence, the canonicalizer's weight) that picks the "
+                                   "pose to believe. Writes a new checkpoint with --hypothesis-rule selector; "
+                                   "the canonicalizer and backbone are unchanged.")
+    f.add_argument("checkpoint", help="a classifier trained with --canonicalizer candidate")
+    f.add_argument("--hypotheses", type=int, default=None, metavar="K",
+                   help="up hypotheses to choose among, 2..6 (default: as trained, or 3 if trained on one frame)")
+    f.add_argument("--epochs", type=int, default=30, help="passes of the selector's fit over the training outputs")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--max-shapes", type=int, default=None, help="use N training shapes, spread evenly (quick checks)")
+    f.add_argument("--out", required=True, help="the new checkpoint file (then: pointcanon eval OUT)")
+    f.set_defaults(func=cmd_fit_selector)
 
     d = sub.add_parser("demo", help="plain vs canonicalized PointNet on synthetic shapes (about 3 minutes)")
     d.add_argument("--out", default="runs/demo")

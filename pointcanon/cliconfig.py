@@ -16,13 +16,13 @@ from .config import (AUGMENTATIONS, CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GR
                      parse_rotation)
 from .datasets import DATASET_TASKS
 from .nn.backbones import BACKBONES
-from .nn.wrapper import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING
+from .nn.wrapper import HYPOTHESIS_TRAINING, TRAINING_RULES
 from .options import add_option_arguments, given_options
 from .tasks import TASKS
 
 CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASET_TASKS), "backbone": tuple(BACKBONES),
            "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES, "augment": AUGMENTATIONS,
-           "hypothesis_rule": HYPOTHESIS_RULES, "hypothesis_training": HYPOTHESIS_TRAINING}
+           "hypothesis_rule": TRAINING_RULES, "hypothesis_training": HYPOTHESIS_TRAINING}
 
 
 def rotation_type(allowed, what: str = "rotation"):

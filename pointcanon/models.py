@@ -17,6 +17,7 @@ from .config import TrainConfig
 from .core.io import FORMAT as CHECKPOINT_FORMAT, atomic_write, load_checkpoint, safe_load
 from .nn import CanonicalizedModel, CandidateCanonicalizer, VNCanonicalizer
 from .nn.approximate import ApproximateVNCanonicalizer
+from .nn.wrapper import HypothesisSelector
 from .tasks import get_task
 
 # the exactly equivariant canonicalizers a canonicalizer file may hold, by the name stored in the file
@@ -39,9 +40,10 @@ def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
     if cfg.canonicalizer == "vn-approx":
         return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
     if cfg.canonicalizer == "candidate":
+        selector = HypothesisSelector(sizes["num_classes"]) if cfg.hypothesis_rule == "selector" else None
         return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone,
                                   hypotheses=cfg.hypotheses, hypothesis_rule=cfg.hypothesis_rule,
-                                  hypothesis_training=cfg.hypothesis_training)
+                                  hypothesis_training=cfg.hypothesis_training, selector=selector)
     return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
 
 

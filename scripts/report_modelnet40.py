@@ -43,7 +43,9 @@ ADAPT = [
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (previous shipped canonicalizer, frozen)"),
            ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
            ("canon_normals_z", "canonicalized PointNet (the shipped canonicalizer with surface normals, frozen)"),
-           ("canon_normals_z_hyp3", "the same, trained on its 3 up hypotheses, evaluated over them (evidence rule)")]
+           ("canon_normals_z_hyp3", "the same, trained on its 3 up hypotheses, evaluated over them (evidence rule)"),
+           ("canon_normals_z/selector3", "canonicalized PointNet (surface normals), + learned selector over 3 up hypotheses"),
+           ("canon_normals_z_hyp3/selector3", "the same trained on 3 up hypotheses, + learned selector over them")]
 HYPOTHESES = [
     ("adapt_frozen", "adaptation, both frozen (b)"),
     ("adapt_finetune", "adaptation, backbone fine-tuned (c)"),
@@ -56,15 +58,22 @@ SEG = [("seg_plain_z", "PointNet segmenter"), ("seg_canon_z", "canonicalized Poi
 
 
 def _eval(runs: Path, name: str) -> dict | None:
-    path = runs / name / "eval.json"
+    """A run's eval.json; ``RUN/FILE`` names a checkpoint written beside a run (e.g. by fit-selector): its
+    FILE.eval.json, with ``train_seconds`` the run's plus the checkpoint's fit."""
+    run, _, extra = name.partition("/")
+    path = runs / run / (f"{extra}.eval.json" if extra else "eval.json")
     if not path.is_file():
         print(f"missing {path}; row left out", file=sys.stderr)
         return None
-    return json.loads(path.read_text())
+    ev = json.loads(path.read_text())
+    if extra:
+        fit = torch.load(runs / run / f"{extra}.pt", map_location="cpu", weights_only=True).get("selector_fit", {})
+        ev["train_seconds"] = (_eval(runs, run) or {}).get("train_seconds", 0) + fit.get("seconds", 0)
+    return ev
 
 
 def _config(runs: Path, name: str) -> dict:
-    path = runs / name / "config.json"
+    path = runs / name.partition("/")[0] / "config.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -150,10 +159,10 @@ def evidence_table(runs: Path, ks=(2, 3, 4)) -> list[str]:
     return lines
 
 
-def rules_table(runs: Path) -> list[str]:
-    """SO(3) test accuracy of the frozen adaptation for each way of combining its K up hypotheses
-    (scripts/hypothesis_rules.py), and the same on training shapes under z rotations."""
-    path = runs / "hyp_rules_frozen.json"
+def rules_table(runs: Path, name: str = "frozen") -> list[str]:
+    """SO(3) test accuracy of a classifier (the frozen adaptation; ``name``: a run) for each way of
+    combining its K up hypotheses (scripts/hypothesis_rules.py), and the same on training shapes under z."""
+    path = runs / f"hyp_rules_{name}.json"
     if not path.is_file():
         print(f"missing {path}; table left out", file=sys.stderr)
         return []
@@ -161,7 +170,8 @@ def rules_table(runs: Path) -> list[str]:
     ks = range(1, 7)
     lines = ["| rule | split | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
     for split, values in res.items():
-        for rule in sorted({key.rsplit("_k", 1)[0] for key in values}, key=("weights", "evidence", "selector", "oracle").index):
+        order = ("weights", "evidence", "selector", "oracle")
+        for rule in sorted({key.rsplit("_k", 1)[0] for key in values}, key=lambda r: (order.index(r.split("_")[0]), r)):
             lines.append(f"| {rule} | {split} | " + " | ".join(
                 f"{values[f'{rule}_k{k}']:.1f}" if f"{rule}_k{k}" in values else "–" for k in ks) + " |")
     return lines
@@ -217,6 +227,10 @@ def main():
              ("z/SO(3) over the K most likely up hypotheses, evidence rule", evidence_table(a.runs)),
              ("Up hypotheses: z/SO(3) accuracy over the K most likely up hypotheses", hypotheses_table(a.runs)),
              ("Combining the up hypotheses (frozen adaptation)", rules_table(a.runs)),
+             ("Combining the up hypotheses (from scratch, trained over 3 hypotheses; selector from 3 seeds)",
+              rules_table(a.runs, "canon_normals_z_hyp3")),
+             ("Combining the up hypotheses (from scratch, trained on one frame; selector from 3 seeds)",
+              rules_table(a.runs, "canon_normals_z")),
              ("ShapeNetPart (pseudo labels)", segmentation_table(a.runs))]
     text = "\n\n".join(f"### {title}\n\n" + "\n".join(lines) for title, lines in parts)
     print(text)

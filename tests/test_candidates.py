@@ -8,7 +8,7 @@ from pointcanon.core import apply_rigid, random_rigid_motion, upright_prior
 from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_backbone
 from pointcanon.nn.candidates import principal_frames, signed_permutations, tilt_rotations
 from pointcanon.nn.knn import surface_normals
-from pointcanon.nn.wrapper import HYPOTHESIS_RULES, combine_hypotheses
+from pointcanon.nn.wrapper import HYPOTHESIS_RULES, HypothesisSelector, combine_hypotheses
 from pointcanon.testing import assert_equivariant
 
 from conftest import DEGENERATE_CLOUDS, MODELNET_HDF5, per_shape_canonical_errors, require
@@ -333,8 +333,9 @@ def test_up_hypotheses_move_with_the_input_and_their_ensemble_is_invariant(model
         assert (c2 - canonical).abs().max() <= 1e-9
     torch.manual_seed(0)
     backbone = build_backbone("pointnet", num_classes=5).double()
-    for rule in HYPOTHESIS_RULES:
-        model = CanonicalizedModel(canon, backbone, hypotheses=k, hypothesis_rule=rule).eval()
+    for rule in HYPOTHESIS_RULES:  # "selector": an unfitted one (random weights) is as invariant as a fitted one
+        selector = HypothesisSelector(5).double() if rule == "selector" else None
+        model = CanonicalizedModel(canon, backbone, hypotheses=k, hypothesis_rule=rule, selector=selector).eval()
         assert_equivariant(model, x[:4], group="SE3", output="invariant", num_samples=3)
         logp = model(x[:4])
         assert torch.allclose(logp.exp().sum(-1), torch.ones(4, dtype=torch.float64))

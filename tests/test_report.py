@@ -50,3 +50,24 @@ def test_a_run_evaluated_over_its_own_hypotheses_fills_its_evidence_cell(tmp_pat
     (folder / "config.json").write_text(json.dumps({"epochs": 10, "hypotheses": 3, "hypothesis_rule": "weights"}))
     row = [r for r in report.evidence_table(tmp_path) if "trained over 3" in r]
     assert row == ["| from scratch, the shipped canonicalizer, trained over 3 hypotheses | 79.0 | – | – |"]  # not evidence
+
+
+def test_a_fitted_selector_row_reads_its_eval_and_adds_its_fit_time(tmp_path):
+    """``RUN/selector3`` rows: the eval of RUN/selector3.pt, trained for RUN's time plus the selector's fit."""
+    import torch
+
+    folder = tmp_path / "canon_normals_z_hyp3"
+    _eval(folder, {"upright": 0.79, "z": 0.79, "SO3": 0.79}, seconds=5400)
+    _eval(folder, {"upright": 0.7938, "z": 0.7938, "SO3": 0.7938}, name="selector3.eval.json")
+    torch.save({"selector_fit": {"seconds": 600.0}}, folder / "selector3.pt")
+    rows = [r for r in report.accuracy_table(tmp_path, report.SCRATCH, "model") if "learned selector" in r]
+    assert rows == ["| the same trained on 3 up hypotheses, + learned selector over them | 79.4 | 79.4 | 79.4 | 10 | 100 min |"]
+
+
+def test_rules_table_lists_each_selector_seed(tmp_path):
+    res = {"test_SO3": {"weights_k1": 78.1, "evidence_k2": 79.0, "oracle_k2": 83.5, "selector_s0_k2": 79.3,
+                        "selector_s1_k2": 79.2}}
+    (tmp_path / "hyp_rules_canon_normals_z_hyp3.json").write_text(json.dumps(res))
+    lines = report.rules_table(tmp_path, "canon_normals_z_hyp3")
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| weights", "| evidence", "| selector_s0", "| selector_s1", "| oracle"]
+    assert lines[4] == "| selector_s0 | test_SO3 | – | 79.3 | – | – | – | – |"
