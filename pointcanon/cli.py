@@ -1,5 +1,4 @@
-"""The ``pointcanon`` command: ``train``, ``adapt``, ``eval``, ``fit-selector``, ``demo``, ``data``, ``measure``,
-``canonicalize``."""
+"""The ``pointcanon`` command: train, adapt, eval, fit-selector, demo, data, measure, canonicalize."""
 from __future__ import annotations
 
 import argparse
@@ -16,11 +15,6 @@ PROTOCOL_CHOICES = ("upright", "z", "SO3")  # = train.PROTOCOLS (not imported he
 CLS_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "cls")
 PARTSEG_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "partseg")
 DATASET_CHOICES = tuple(DATASET_TASKS)
-
-
-def _threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)
 
 
 def _datasets(name: str, root: str | None, num_points: int, max_shapes: int | None = None, splits=("train", "test"),
@@ -95,8 +89,7 @@ def run_training(cfg, a) -> int:
     _check_task(cfg)
     cfg.validate()
     if cfg.hypothesis_rule == "selector":
-        raise ValueError("hypothesis_rule 'selector' is fitted after training: train with 'weights' or 'evidence', "
-                         "then run `pointcanon fit-selector` on the checkpoint")
+        raise ValueError("hypothesis_rule 'selector' is fitted after training: `pointcanon fit-selector` on the run")
     if a.print_config:
         print_config(cfg)
         return 0
@@ -165,12 +158,10 @@ def cmd_adapt(a) -> int:
 
 
 def cmd_eval(a) -> int:
-    from .core.io import write_json
+    from .core.io import check_output_file, write_json
     from .models import load_model
-    from .train import evaluate
-
-    from .core.io import check_output_file
     from .tasks import get_task
+    from .train import evaluate
 
     if a.num_points is not None and a.num_points < 1:
         raise ValueError(f"--num-points must be a positive number of points, got {a.num_points}")
@@ -183,8 +174,6 @@ def cmd_eval(a) -> int:
             raise ValueError(f"--hypotheses / --hypothesis-rule need a classifier with a candidate canonicalizer; "
                              f"{a.checkpoint} has canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
         rule = a.hypothesis_rule or cfg.hypothesis_rule
-        if rule == "selector" and model.selector is None:
-            raise ValueError(f"{a.checkpoint} has no fitted selector; run `pointcanon fit-selector` on it first")
         model = CanonicalizedModel(model.canonicalizer, model.backbone, hypotheses=a.hypotheses or cfg.hypotheses,
                                    hypothesis_rule=rule, selector=model.selector if rule == "selector" else None).eval()
     dataset = a.dataset or cfg.dataset
@@ -209,20 +198,13 @@ def cmd_eval(a) -> int:
 
 
 def cmd_fit_selector(a) -> int:
-    from .config import TrainConfig
-    from .core.io import load_checkpoint
     from .selector import fit_selector_checkpoint
 
-    k = a.hypotheses
-    if k is None:
-        trained = TrainConfig.from_checkpoint(load_checkpoint(a.checkpoint), a.checkpoint).hypotheses
-        k = trained if trained > 1 else 3
-    t0 = time.time()
-    info = fit_selector_checkpoint(a.checkpoint, a.out, k, epochs=a.epochs, seed=a.seed, max_shapes=a.max_shapes,
-                                   progress=True)
-    acc = info["train_accuracy"]
-    print(f"training-split accuracy over {k} hypotheses: " + ", ".join(f"{r} {v:.2f} %" for r, v in acc.items()))
-    print(f"wrote {a.out} ({time.time() - t0:.0f} s); evaluate it with: pointcanon eval {a.out}")
+    info = fit_selector_checkpoint(a.checkpoint, a.out, a.hypotheses, epochs=a.epochs, seed=a.seed,
+                                   max_shapes=a.max_shapes, progress=True)
+    print(f"training-split accuracy over {info['hypotheses']} hypotheses: "
+          + ", ".join(f"{r} {v:.2f} %" for r, v in info["train_accuracy"].items()))
+    print(f"wrote {a.out} ({info['seconds']:.0f} s); evaluate it with: pointcanon eval {a.out}")
     return 0
 
 
@@ -336,14 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     f = sub.add_parser("fit-selector", help="fit a learned hypothesis selector to a candidate-canonicalized classifier",
-                       description="Runs the classifier over its K most likely up hypotheses on its training "
-                                   "shapes and fits a small selector (invariant inputs: each pose's class "
-                                   "log-probabilities and evidence, the canonicalizer's weight) that picks the "
-                                   "pose to believe. Writes a new checkpoint with --hypothesis-rule selector; "
-                                   "the canonicalizer and backbone are unchanged.")
+                       description="Fits, on the classifier's outputs over its K most likely up hypotheses on its "
+                                   "training shapes, a small selector of the pose to believe; writes a new checkpoint "
+                                   "(--hypothesis-rule selector; canonicalizer and backbone unchanged).")
     f.add_argument("checkpoint", help="a classifier trained with --canonicalizer candidate")
-    f.add_argument("--hypotheses", type=int, default=None, metavar="K",
-                   help="up hypotheses to choose among, 2..6 (default: as trained, or 3 if trained on one frame)")
+    f.add_argument("--hypotheses", type=int, default=None, metavar="K", help="2..6 (default: as trained, or 3)")
     f.add_argument("--epochs", type=int, default=30, help="passes of the selector's fit over the training outputs")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--max-shapes", type=int, default=None, help="use N training shapes, spread evenly (quick checks)")
@@ -401,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    _threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError) as e:

@@ -97,14 +97,14 @@ def rule_accuracies(outputs: dict[str, Tensor], selector: HypothesisSelector | N
     return {k: round(100 * (v == y).double().mean().item(), 2) for k, v in res.items()}
 
 
-def fit_selector_checkpoint(checkpoint, out, hypotheses: int, *, epochs: int = 30, seed: int = 0,
+def fit_selector_checkpoint(checkpoint, out, hypotheses: int | None = None, *, epochs: int = 30, seed: int = 0,
                             max_shapes: int | None = None, batch_size: int = 64, progress: bool = False,
                             log=print) -> dict:
     """Fit a selector to the classifier of ``checkpoint`` over its ``hypotheses`` most likely up
-    hypotheses, on its training split (each shape turned as in its training: ``train_rotation``), and
+    hypotheses (default: as trained, or 3 for a one-frame classifier), on its training split (each shape turned as in its training: ``train_rotation``), and
     write the classifier with it to ``out`` (a new checkpoint; ``hypothesis_rule="selector"``). Returns
     the training-split accuracies of every rule (``"fit"``) and the settings."""
-    from .cli import _datasets
+    from .datasets import Subsample, build_dataset
     from .models import load_model
     from .train import protocol_rotations
 
@@ -116,10 +116,13 @@ def fit_selector_checkpoint(checkpoint, out, hypotheses: int, *, epochs: int = 3
     if not (isinstance(model, CanonicalizedModel) and cfg.canonicalizer == "candidate" and cfg.task == "cls"):
         raise ValueError(f"{checkpoint} must hold a classifier with a candidate canonicalizer (trained with "
                          f"--canonicalizer candidate); it has canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
+    hypotheses = (cfg.hypotheses if cfg.hypotheses > 1 else 3) if hypotheses is None else hypotheses
     if isinstance(hypotheses, bool) or not isinstance(hypotheses, int) or not 2 <= hypotheses <= 6:
         raise ValueError(f"--hypotheses must be an int from 2 to 6, got {hypotheses!r}")
-    (train_set,) = _datasets(cfg.dataset, cfg.data_root, cfg.num_points, max_shapes, splits=("train",),
-                             kwargs=cfg.dataset_kwargs)
+    if max_shapes is not None and (isinstance(max_shapes, bool) or not isinstance(max_shapes, int) or max_shapes < 1):
+        raise ValueError(f"--max-shapes must be a positive number of shapes, got {max_shapes!r}")
+    train_set = build_dataset(cfg.dataset, cfg.data_root, "train", cfg.num_points, **cfg.dataset_kwargs)
+    train_set = train_set if max_shapes is None else Subsample(train_set, max_shapes)
     runner = CanonicalizedModel(model.canonicalizer, model.backbone, hypotheses=hypotheses).eval()
     protocol = "upright" if cfg.train_rotation == "none" else cfg.train_rotation
     log(f"running {checkpoint} over {hypotheses} up hypotheses on {len(train_set)} training shapes ({protocol})")

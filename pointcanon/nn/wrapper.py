@@ -102,7 +102,8 @@ class CanonicalizedModel(nn.Module):
                  selector: HypothesisSelector | None = None):
         super().__init__()
         if (hypothesis_rule == "selector") != (selector is not None):
-            raise ValueError("hypothesis_rule 'selector' and a HypothesisSelector go together: pass both or neither")
+            raise ValueError("hypothesis_rule 'selector' and a HypothesisSelector go together: pass both or neither "
+                             "(a checkpoint gets its selector from `pointcanon fit-selector`)")
         if selector is not None and not isinstance(selector, HypothesisSelector):
             raise TypeError(f"selector must be a HypothesisSelector, got {type(selector).__name__}")
         if isinstance(hypotheses, bool) or not isinstance(hypotheses, int) or not 1 <= hypotheses <= 6:
