@@ -15,9 +15,8 @@ from torch import nn
 
 from .config import TrainConfig
 from .core.io import FORMAT as CHECKPOINT_FORMAT, atomic_write, load_checkpoint, safe_load
-from .nn import CanonicalizedModel, CandidateCanonicalizer, VNCanonicalizer
+from .nn import CanonicalizedModel, CandidateCanonicalizer, HypothesisSelector, VNCanonicalizer
 from .nn.approximate import ApproximateVNCanonicalizer
-from .nn.wrapper import HypothesisSelector
 from .tasks import get_task
 
 # the exactly equivariant canonicalizers a canonicalizer file may hold, by the name stored in the file

@@ -6,8 +6,8 @@ from .approximate import ApproximateVNCanonicalizer, FixedInputs
 from .convcnp import ConvCNP1d
 from .knn import farthest_point_sample, fixed_index_sample, knn
 from .segmentation import SEGMENTERS, DGCNNSeg, PointNetSeg, build_segmenter
-from .wrapper import CanonicalizedModel
+from .wrapper import CanonicalizedModel, HypothesisSelector
 from .vn import VNBatchNorm, VNInvariant, VNLeakyReLU, VNLinear, VNLinearLeakyReLU, VNMaxPool, vn_mean_pool
 
-__all__ = ["ApproximateVNCanonicalizer", "CandidateCanonicalizer", "ConvCNP1d", "FixedInputs", "SEGMENTERS", "DGCNNSeg", "PointNetSeg", "build_segmenter", "BACKBONES", "CanonicalizedModel", "DGCNN", "EdgeConv", "PointNet", "build_backbone", "VNBatchNorm", "VNCanonicalizer", "VNInvariant", "VNLeakyReLU", "VNLinear", "VNLinearLeakyReLU",
+__all__ = ["ApproximateVNCanonicalizer", "CandidateCanonicalizer", "ConvCNP1d", "FixedInputs", "SEGMENTERS", "DGCNNSeg", "PointNetSeg", "build_segmenter", "BACKBONES", "CanonicalizedModel", "HypothesisSelector", "DGCNN", "EdgeConv", "PointNet", "build_backbone", "VNBatchNorm", "VNCanonicalizer", "VNInvariant", "VNLeakyReLU", "VNLinear", "VNLinearLeakyReLU",
            "VNMaxPool", "farthest_point_sample", "fixed_index_sample", "knn", "vn_mean_pool"]
