@@ -15,7 +15,7 @@
 #   7. the shipped canonicalizer (surface normals): adaptation (frozen; fine-tuned; fine-tuned over 3 up hypotheses)
 #      and from scratch, each also over K = 2..4 up hypotheses (evidence rule); both trained over 3 hypotheses
 #      (adaptation for 5 and for 10 epochs);
-#   8. the learned hypothesis selector (pointcanon fit-selector) for both from-scratch classifiers.
+#   8. the learned hypothesis selector (pointcanon fit-selector) for both from-scratch classifiers and adaptation (k).
 # Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (20000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
@@ -133,11 +133,14 @@ for r in adapt_normals_hyp3 adapt_normals_hyp3_long adapt_normals_hyp3_10ep cano
 done
 
 # 8. the learned hypothesis selector (pointcanon fit-selector: fitted on the training shapes' outputs, the
-#    classifier unchanged) for both from-scratch classifiers over 3 up hypotheses, and the rules over K = 1..6
+#    classifier unchanged) over 3 up hypotheses for both from-scratch classifiers and the adaptation (k), and
+#    for the from-scratch ones the rules over K = 1..6
 #    with the selector fitted from 3 seeds (scripts/hypothesis_rules.py)
-for r in canon_normals_z canon_normals_z_hyp3; do
+for r in canon_normals_z canon_normals_z_hyp3 adapt_normals_hyp3_10ep; do
   [ -f "$OUT/$r/selector3.pt" ] || $PC fit-selector "$OUT/$r/last.pt" --hypotheses 3 --out "$OUT/$r/selector3.pt"
   [ -f "$OUT/$r/selector3.eval.json" ] || $PC eval "$OUT/$r/selector3.pt"
+done
+for r in canon_normals_z canon_normals_z_hyp3; do
   [ -f "$OUT/hyp_rules_$r.json" ] || $PY scripts/hypothesis_rules.py --classifier "$OUT/$r/last.pt" \
       --threads "$THREADS" --selector-seeds 0 1 2 --dumps "$OUT/hyp_dumps_$r.pt" --out "$OUT/hyp_rules_$r.json"
 done

@@ -39,6 +39,7 @@ ADAPT = [
     ("adapt_normals_hyp3", "(i) as (h), fine-tuned on its 3 up hypotheses, evaluated over them (evidence rule)"),
     ("adapt_normals_hyp3_long", "(j) as (i), 5 epochs at backbone lr 3e-4"),
     ("adapt_normals_hyp3_10ep", "(k) as (i), 10 epochs at backbone lr 3e-4"),
+    ("adapt_normals_hyp3_10ep/selector3", "(l) (k) + a learned hypothesis selector over its 3 up hypotheses"),
 ]
 SCRATCH = [("plain_z", "PointNet"), ("canon_z", "canonicalized PointNet (previous shipped canonicalizer, frozen)"),
            ("canon_all_z", "canonicalized PointNet (the every-point canonicalizer, frozen)"),
