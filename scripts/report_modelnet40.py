@@ -174,7 +174,7 @@ def rules_table(runs: Path, name: str = "frozen") -> list[str]:
         order = ("weights", "evidence", "selector", "oracle")
         for rule in sorted({key.rsplit("_k", 1)[0] for key in values}, key=lambda r: (order.index(r.split("_")[0]), r)):
             lines.append(f"| {rule} | {split} | " + " | ".join(
-                f"{values[f'{rule}_k{k}']:.1f}" if f"{rule}_k{k}" in values else "–" for k in ks) + " |")
+                f"{values[f'{rule}_k{k}']:.2f}" if f"{rule}_k{k}" in values else "–" for k in ks) + " |")
     return lines
 
 

@@ -70,4 +70,4 @@ def test_rules_table_lists_each_selector_seed(tmp_path):
     (tmp_path / "hyp_rules_canon_normals_z_hyp3.json").write_text(json.dumps(res))
     lines = report.rules_table(tmp_path, "canon_normals_z_hyp3")
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| weights", "| evidence", "| selector_s0", "| selector_s1", "| oracle"]
-    assert lines[4] == "| selector_s0 | test_SO3 | – | 79.3 | – | – | – | – |"
+    assert lines[4] == "| selector_s0 | test_SO3 | – | 79.30 | – | – | – | – |"
