@@ -100,10 +100,11 @@ def rule_accuracies(outputs: dict[str, Tensor], selector: HypothesisSelector | N
 def fit_selector_checkpoint(checkpoint, out, hypotheses: int | None = None, *, epochs: int = 30, seed: int = 0,
                             max_shapes: int | None = None, batch_size: int = 64, progress: bool = False,
                             log=print) -> dict:
-    """Fit a selector to the classifier of ``checkpoint`` over its ``hypotheses`` most likely up
-    hypotheses (default: as trained, or 3 for a one-frame classifier), on its training split (each shape turned as in its training: ``train_rotation``), and
-    write the classifier with it to ``out`` (a new checkpoint; ``hypothesis_rule="selector"``). Returns
-    the training-split accuracies of every rule (``"fit"``) and the settings."""
+    """Fit a selector to the classifier of ``checkpoint`` over its ``hypotheses`` most likely up hypotheses
+    (default: as trained, or 3 for a one-frame classifier) on its training split, each shape turned as in
+    its training (``train_rotation``), and write the classifier with it to ``out`` (a new checkpoint;
+    ``hypothesis_rule="selector"``). Returns the settings, the fit's ``seconds`` and the training-split
+    accuracy of every rule (``"train_accuracy"``), also stored in the checkpoint as ``"selector_fit"``."""
     from .datasets import Subsample, build_dataset
     from .models import load_model
     from .train import protocol_rotations
@@ -119,6 +120,8 @@ def fit_selector_checkpoint(checkpoint, out, hypotheses: int | None = None, *, e
     hypotheses = (cfg.hypotheses if cfg.hypotheses > 1 else 3) if hypotheses is None else hypotheses
     if isinstance(hypotheses, bool) or not isinstance(hypotheses, int) or not 2 <= hypotheses <= 6:
         raise ValueError(f"--hypotheses must be an int from 2 to 6, got {hypotheses!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"--epochs must be a positive int, got {epochs!r}")
     if max_shapes is not None and (isinstance(max_shapes, bool) or not isinstance(max_shapes, int) or max_shapes < 1):
         raise ValueError(f"--max-shapes must be a positive number of shapes, got {max_shapes!r}")
     train_set = build_dataset(cfg.dataset, cfg.data_root, "train", cfg.num_points, **cfg.dataset_kwargs)

@@ -92,6 +92,9 @@ def test_cli_fits_a_selector_and_evaluates_it(tmp_path, one_thread):
     assert acc["protocols"]["upright"]["acc"] == acc["protocols"]["z"]["acc"] == acc["protocols"]["SO3"]["acc"]
     # refusals: the input as output, a model without the selector asked to use it, training with it
     assert main(["fit-selector", str(fitted), "--out", str(fitted)]) == 2
+    assert main(["fit-selector", str(run / "last.pt"), "--epochs", "0", "--out", str(tmp_path / "e0.pt")]) == 2
+    assert main(["fit-selector", str(run / "last.pt"), "--hypotheses", "7", "--out", str(tmp_path / "k7.pt")]) == 2
+    assert not (tmp_path / "e0.pt").exists() and not (tmp_path / "k7.pt").exists()
     assert main(["eval", str(run / "last.pt"), "--hypothesis-rule", "selector", "--max-shapes", "8",
                  "--out", str(tmp_path / "x.json")]) == 2
     with pytest.raises(SystemExit):
