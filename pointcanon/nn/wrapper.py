@@ -19,7 +19,8 @@ class HypothesisSelector(nn.Module):
     (C), its evidence relative to the most familiar pose ``lse_k - max_j lse_j`` (``lse = logsumexp`` of
     the logits), the canonicalizer's ``log w_k`` and the hypothesis' rank (one-hot of 6); a small MLP turns
     them into a correction of the canonicalizer's belief: ``q = softmax_k(log w_k + mlp(features_k))``.
-    Every input is invariant, so the mixture is exactly as invariant as the hypotheses. Fitted on the
+    Every input is invariant, so the mixture is exactly as invariant as the hypotheses (the rank makes it
+    depend on their order, by score: as stable as the canonicalizer's own choice). Fitted on the
     classifier's training shapes after training (:func:`pointcanon.selector.fit_selector`).
 
     ``forward(weights (B, k), logits (B, k, C)) -> q (B, k)``.
