@@ -36,10 +36,9 @@ def hypothesis_outputs(model: CanonicalizedModel, dataset, rotations: Tensor, *,
     was_training = model.training
     model.eval()
     parts: dict[str, list[Tensor]] = {"weights": [], "logits": [], "labels": []}
-    order = torch.arange(len(dataset))
     for start in tqdm(range(0, len(dataset), batch_size), desc="hypotheses", disable=None if progress else True,
                       leave=False):
-        idx = order[start:start + batch_size]
+        idx = torch.arange(start, min(start + batch_size, len(dataset)))
         x, args, y = task.collate(dataset, idx)
         w, logits, _ = model.hypothesis_logits(apply_rigid(x, rotations[idx].to(x.dtype)), *args)
         for k, v in (("weights", w), ("logits", logits), ("labels", y)):

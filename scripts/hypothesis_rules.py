@@ -21,8 +21,7 @@ from pointcanon.core.io import atomic_write, write_json
 from pointcanon.datasets import Subsample, build_dataset
 from pointcanon.models import load_canonicalizer, load_model
 from pointcanon.nn import CanonicalizedModel
-from pointcanon.nn.wrapper import combine_hypotheses
-from pointcanon.selector import fit_selector, hypothesis_outputs
+from pointcanon.selector import fit_selector, hypothesis_outputs, rule_accuracies
 from pointcanon.train import protocol_rotations
 
 # selector: pointcanon's HypothesisSelector, fitted on the training shapes (`pointcanon fit-selector` does the
@@ -40,14 +39,14 @@ def table(d: dict, selectors: dict | None = None) -> dict:
     give ``selector_s{seed}_k{k}``."""
     res = {}
     for k in range(1, d["weights"].shape[1] + 1):
-        w, lg, y = _first(d["weights"], k), d["logits"][:, :k].float(), d["labels"]
-        res[f"oracle_k{k}"] = (lg.argmax(-1) == y[:, None]).any(1)
-        for rule in RULES[:2]:
-            res[f"{rule}_k{k}"] = combine_hypotheses(w, lg, rule).argmax(-1) == y
+        first = {"weights": _first(d["weights"], k), "logits": d["logits"][:, :k].float(), "labels": d["labels"]}
+        hit = (first["logits"].argmax(-1) == first["labels"][:, None]).any(1)
+        res[f"oracle_k{k}"] = round(100 * hit.double().mean().item(), 2)
+        res.update({f"{rule}_k{k}": acc for rule, acc in rule_accuracies(first).items() if rule in RULES})
         for (kk, seed), sel in (selectors or {}).items():
             if kk == k:
-                res[f"selector_s{seed}_k{k}"] = combine_hypotheses(w, lg, "selector", sel).argmax(-1) == y
-    return {key: round(100 * hit.double().mean().item(), 2) for key, hit in res.items()}
+                res[f"selector_s{seed}_k{k}"] = rule_accuracies(first, sel)["selector"]
+    return res
 
 
 def main():
