@@ -16,7 +16,7 @@ under random SO(3), and the learned-equivariance measure (Bruintjes et al.) of e
 and under yaw, on 16 test shapes. Writes OUT/results.json, OUT/summary.md and OUT/approx_equivariance.png;
 runs are checkpointed in OUT/<model>/seed<s>/ and a rerun resumes or skips finished ones.
 
-    .venv/bin/python scripts/exp_approx_equivariance.py --out runs/exp_approx --threads 2  # README table (~35 min)
+    .venv/bin/python scripts/exp_approx_equivariance.py --out runs/exp_approx --threads 2  # docs/results.md table (~35 min)
     .venv/bin/python scripts/exp_approx_equivariance.py --out /tmp/approx_tiny --epochs 1 --per-class 8 \\
         --test-per-class 4 --seeds 0 --dial 1:0.5 --width 64 --measure-shapes 4             # smoke test
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every table of README's "Results" (issue "1 of 5"), on 2 CPU threads:
+# Every ModelNet40 / ShapeNetPart table of docs/results.md, on 2 CPU threads:
 #   1. canonicalizers trained with a prior alone (upright_normals = the shipped weights; upright = the previous
 #      shipped recipe; identity), scored on the ModelNet40 test split and on ShapeNetPart's test shapes, and the
 #      ablation (old VN recipe, no tilt grid, refinement);
@@ -43,7 +43,7 @@ if [ ! -f "$OUT/canon/upright.pt" ]; then
   canon upright --steps "$CANON_STEPS"
   $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
 fi
-canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (README row: trained before the views=1 subset fix)
+canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (docs/results.md row: trained before the views=1 subset fix)
 canon upright_all_ft --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
 if [ ! -f "$OUT/canon/upright_normals.pt" ]; then   # the shipped weights: + surface normals, max+mean pooling
   canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2

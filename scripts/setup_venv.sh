@@ -30,6 +30,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   # the tested environment, pinned; then pointcanon itself (its declared ranges are checked, nothing changes)
   .venv/bin/python -m pip install --quiet -r requirements.lock
-  .venv/bin/python -m pip install --quiet -e ".[dev,sam,mesh,pyg]"
+  .venv/bin/python -m pip install --quiet -e ".[dev,sam,mesh,pyg,docs]"
   echo "$want" > "$stamp"
 fi

@@ -236,7 +236,7 @@ def test_candidate_recipe_beats_vn_regression_on_real_shapes(one_thread):
 
 def test_shipped_canonicalizer_finds_the_up_axis_of_real_shapes():
     """The shipped weights (trained on the ModelNet40 train split) on 600 test shapes, each under a
-    random rotation: the canonical up axis is the true up for most shapes (full test split: README)."""
+    random rotation: the canonical up axis is the true up for most shapes (full test split: docs/results.md)."""
     import h5py
 
     from pointcanon.mesh import DEFAULT_WEIGHTS, load_default_canonicalizer

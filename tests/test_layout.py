@@ -1,5 +1,5 @@
-"""The house rules of README's Layout section: imports only go down the layers, image_seg needs only
-pointcanon.core, no module is much longer than 400 lines."""
+"""The house rules of the Layout section of docs/development.md: imports only go down the layers,
+image_seg needs only pointcanon.core, no module is much longer than 400 lines."""
 import ast
 from pathlib import Path
 

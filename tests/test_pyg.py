@@ -175,7 +175,7 @@ def test_transform_is_invariant_and_batches_like_single_objects():
 
 
 def test_a_canonicalized_classifier_on_a_pyg_batch():
-    """The README's PyG example: logits for a Batch of clouds of different sizes, invariant to each
+    """The PyG example of docs/pyg.md: logits for a Batch of clouds of different sizes, invariant to each
     cloud's pose."""
     from torch_geometric.loader import DataLoader
 
