@@ -34,17 +34,19 @@ PC=".venv/bin/pointcanon --threads $THREADS"
 mkdir -p "$OUT/canon"
 canon() { local out=$1; shift; [ -f "$OUT/canon/$out.pt" ] && return 0
           $PY scripts/train_upright_canonicalizer.py --threads "$THREADS" --out "$OUT/canon/$out.pt" "$@"; }
+# the first recipe (no surface normals, max pooling, 4 subsets at inference): the rows trained before the shipped one
+FIRST_RECIPE=(--normal-k 0 --pooling max --views 4)
 run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0
         local resume=(); [ -f "$OUT/$out/last.pt" ] && resume=(--resume)
         /usr/bin/time -f "$out: %e s" $PC "$@" --out "$OUT/$out" "${resume[@]}"; }
 
 # 1. canonicalizers (prior alone) and the ablation
 if [ ! -f "$OUT/canon/upright.pt" ]; then
-  canon upright --steps "$CANON_STEPS"
+  canon upright "${FIRST_RECIPE[@]}" --steps "$CANON_STEPS"
   $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
 fi
-canon upright256 --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (docs/results.md row: trained before the views=1 subset fix)
-canon upright_all_ft --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
+canon upright256 "${FIRST_RECIPE[@]}" --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (docs/results.md row: trained before the views=1 subset fix)
+canon upright_all_ft "${FIRST_RECIPE[@]}" --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
 if [ ! -f "$OUT/canon/upright_normals.pt" ]; then   # the shipped weights: + surface normals, max+mean pooling
   canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2
   $PY scripts/choose_views.py "$OUT/canon/upright_normals.pt" --views 2 --threads "$THREADS"
@@ -53,12 +55,12 @@ fi
 [ -f "$OUT/score_shapenet.json" ] || $PY scripts/score_canonicalizer.py "$OUT/canon/upright.pt" \
     "$OUT/canon/upright_normals.pt" --dataset shapenetpart --set normal_points=None --set views=1 \
     --threads "$THREADS" --out "$OUT/score_shapenet.json"
-canon identity --steps "$IDENTITY_STEPS" --prior identity
-canon abl_vn --kind vn --steps "$ABLATION_STEPS" --num-points 256
-canon abl_no_tilt --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset
-canon abl_tilt --steps "$ABLATION_STEPS" --local-k 0 --views 1
-canon abl_local --steps "$ABLATION_STEPS" --views 1
-canon abl_local_refine --steps "$ABLATION_STEPS" --refine --views 1
+canon identity "${FIRST_RECIPE[@]}" --steps "$IDENTITY_STEPS" --prior identity
+canon abl_vn --kind vn --views 4 --steps "$ABLATION_STEPS" --num-points 256
+canon abl_no_tilt "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset
+canon abl_tilt "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --local-k 0 --views 1
+canon abl_local "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --views 1
+canon abl_local_refine "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --refine --views 1
 
 # 2. adaptation of a plain PointNet trained with z rotations
 COMMON="--dataset modelnet40 --data-root $MN40 --num-points $POINTS --batch-size 32 --seed 0"
@@ -74,7 +76,7 @@ run canon_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon
     --train-rotation z --checkpoint-every 100
 
 # 4. ShapeNetPart (pseudo labels): a canonicalizer for its (z-up mapped) shapes, then the segmenters
-canon shapenet_upright --dataset shapenetpart --data-root "$SHAPENET" --steps "$SHAPENET_STEPS" --local-k 0
+canon shapenet_upright "${FIRST_RECIPE[@]}" --dataset shapenetpart --data-root "$SHAPENET" --steps "$SHAPENET_STEPS" --local-k 0
 SEG="--dataset shapenetpart --data-root $SHAPENET --num-points $POINTS --batch-size 32 --seed 0 --epochs $SEG_EPOCHS"
 run seg_plain_z train $SEG --canonicalizer none --train-rotation z
 run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z

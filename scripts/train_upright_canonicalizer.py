@@ -1,8 +1,12 @@
 """Train a canonicalizer on upright ModelNet40 with a prior alone and score it on the test split.
 
-    .venv/bin/python scripts/train_upright_canonicalizer.py                      # the shipped weights
+    .venv/bin/python scripts/train_upright_canonicalizer.py                 # the shipped recipe -> runs/canon/upright.pt
     .venv/bin/python scripts/train_upright_canonicalizer.py --prior identity --out runs/identity.pt
-    .venv/bin/python scripts/train_upright_canonicalizer.py --kind vn --steps 4000 --out runs/vn.pt  # old recipe
+    .venv/bin/python scripts/train_upright_canonicalizer.py --kind vn --steps 4000 --out runs/vn.pt  # VN regression
+
+The defaults are the recipe of the shipped weights (``pointcanon/weights/upright_modelnet40.pt``: surface
+normals from 16 neighbours, max+mean pooling, 20,000 steps, 2 point subsets at inference). The output file
+is never overwritten (``--overwrite`` to replace it), so a bare run cannot replace the packaged weights.
 
 ``--kind candidate`` (default): :class:`~pointcanon.nn.CandidateCanonicalizer` trained with its
 ``fit_loss`` (scorer cross-entropy + refinement prior). ``--kind vn``: the VNCanonicalizer regressing
@@ -21,6 +25,7 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -77,7 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="default: the shared copy of --dataset")
     p.add_argument("--kind", choices=("candidate", "vn"), default="candidate")
     p.add_argument("--prior", choices=("upright", "identity"), default="upright")
-    p.add_argument("--steps", type=int, default=12000)
+    p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden", default=None, help="channels, comma separated (default: the class's)")
@@ -85,11 +90,11 @@ def main(argv=None) -> int:
     p.add_argument("--min-points", type=int, default=256, help="fewest points of a training cloud")
     p.add_argument("--jitter", type=float, default=0.005)
     p.add_argument("--refine", action="store_true", help="candidate: add the learned correction M")
-    p.add_argument("--views", type=int, default=4, help="candidate: point subsets scored at inference (training: 1)")
+    p.add_argument("--views", type=int, default=2, help="candidate: point subsets scored at inference (training: 1)")
     p.add_argument("--local-k", type=int, default=10, help="candidate: neighbours of the local offset feature (0: none)")
-    p.add_argument("--normal-k", type=int, default=0,
+    p.add_argument("--normal-k", type=int, default=16,
                    help="candidate: neighbours (among all points) of the surface normal feature (0: none)")
-    p.add_argument("--pooling", choices=POOLINGS, default="max",
+    p.add_argument("--pooling", choices=POOLINGS, default="max+mean",
                    help="candidate: max (extents) or max+mean (also densities along each axis)")
     p.add_argument("--tilts", default=None, help="candidate: tilt grid in degrees, comma separated ('0': none)")
     p.add_argument("--eval-every", type=int, default=2000, help="score 500 test shapes every N steps (0: never)")
@@ -97,8 +102,13 @@ def main(argv=None) -> int:
                                                  "--num-points and --views may differ), e.g. to show it more points")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--out", default="runs/canon/upright.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     a = p.parse_args(argv)
+    if Path(a.out).exists() and not a.overwrite:
+        p.error(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
+    if Path(a.out).resolve() == Path(DEFAULT_WEIGHTS).resolve():
+        p.error(f"--out {a.out} is the packaged weights file: write elsewhere and copy it deliberately")
     if a.steps < 1 or a.batch_size < 2 or a.num_points < 1 or a.min_points < 1:
         p.error("--steps, --num-points and --min-points must be positive and --batch-size at least 2")
     torch.set_num_threads(a.threads)

@@ -437,3 +437,26 @@ def test_a_normal_without_a_sign_flags_the_cloud():
     with torch.no_grad():
         assert model(apply_rigid(flat, q, s)).degenerate.all()
         assert not model(apply_rigid(bent, q, s)).degenerate.any()
+
+
+def test_canonicalizer_script_never_overwrites(tmp_path, capsys):
+    """scripts/train_upright_canonicalizer.py: an existing --out (and the packaged weights above all) is
+    refused before any data is read, unless --overwrite is given for a file of the user's."""
+    import importlib.util
+    from pathlib import Path
+
+    from pointcanon.models import DEFAULT_WEIGHTS
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train_upright_canonicalizer.py"
+    spec = importlib.util.spec_from_file_location("train_upright_canonicalizer", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    before = DEFAULT_WEIGHTS.read_bytes()
+    with pytest.raises(SystemExit):
+        script.main(["--out", str(DEFAULT_WEIGHTS), "--overwrite", "--data-root", "/nonexistent"])
+    assert "packaged weights" in capsys.readouterr().err and DEFAULT_WEIGHTS.read_bytes() == before
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"keep")
+    with pytest.raises(SystemExit):
+        script.main(["--out", str(mine), "--data-root", "/nonexistent"])
+    assert "--overwrite" in capsys.readouterr().err and mine.read_bytes() == b"keep"
