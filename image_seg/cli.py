@@ -32,6 +32,7 @@ def cmd_segment(args) -> int:
 
     from pointcanon.core.io import check_output_dir
 
+    _check_device(args.device)
     if args.points_per_side < 1:
         raise ValueError(f"--points-per-side must be a positive int (the prompt grid is N x N), got {args.points_per_side}")
     check_output_dir(args.output, "-o/--output")
@@ -71,6 +72,15 @@ def cmd_segment(args) -> int:
         write_masks(args.output, image, records, meta)
     print(f"{len(records)} masks -> {args.output} (photo read as rotated by {index * 360 / n:g} degrees CCW from upright)")
     return 0
+
+
+def _check_device(name: str) -> None:
+    """``ValueError`` naming ``--device`` unless torch can put a tensor on ``name`` (e.g. ``cpu``, ``cuda:0``)."""
+    try:
+        torch.empty(0, device=name)
+    except Exception as e:  # torch raises RuntimeError, AssertionError, ... for unknown or absent devices
+        raise ValueError(f"--device {name!r} is not a usable torch device here ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _xywh(mask: np.ndarray) -> list[int]:
@@ -163,6 +173,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as e:
         print(f"image-seg {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"image-seg {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pointcanon.core.io import atomic_write, write_json
+from pointcanon.core.io import atomic_write, not_a_file, write_json
 
 from .validation import check_box, check_image
 
@@ -24,7 +24,7 @@ def read_photo(path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"photo {path} does not exist")
+        raise ValueError(not_a_file(path, "photo"))
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)

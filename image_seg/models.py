@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pointcanon.core.io import safe_load
+from pointcanon.core.io import not_a_file, safe_load
 
 MODEL_TYPES = ("vit_b", "vit_l", "vit_h", "tiny")
 
@@ -80,7 +80,7 @@ def load_sam(checkpoint, model_type: str = "vit_b", device: str | torch.device =
         raise ValueError(f"unknown model type {model_type!r}; expected one of {MODEL_TYPES}")
     path = Path(checkpoint)
     if not path.is_file():
-        raise ValueError(f"SAM checkpoint {path} does not exist")
+        raise ValueError(not_a_file(path, "SAM checkpoint"))
     state = safe_load(path, "SAM checkpoint")  # never runs code from the file
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]

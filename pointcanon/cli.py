@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -42,51 +41,16 @@ def _print_table(rows: dict[str, dict[str, float]], protocols) -> None:
         print(f"{name:<{width}}" + "".join(f"{100 * accs[p]:>9.1f}%" for p in protocols))
 
 
-def _canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
-    """``--canonicalizer-weights``: the canonicalizer kind, its hyperparameters and the resolved path of a
-    canonicalizer file (``shipped``: the shipped upright ModelNet40 canonicalizer)."""
-    from .mesh import DEFAULT_WEIGHTS, load_canonicalizer
-
-    path = str(DEFAULT_WEIGHTS) if path == "shipped" else path
-    canon = load_canonicalizer(path)
-    found = {"VNCanonicalizer": "vn", "CandidateCanonicalizer": "candidate"}[type(canon).__name__]
-    if kind not in ("none", found):
-        raise ValueError(f"--canonicalizer-weights {path} holds a {found!r} canonicalizer, not --canonicalizer {kind}")
-    return found, dict(canon.hparams), str(Path(path).resolve())
-
-
-def _check_task(cfg) -> None:
-    native = DATASET_TASKS[cfg.dataset]
-    if cfg.task != native:
-        fitting = CLS_DATASETS if cfg.task == "cls" else PARTSEG_DATASETS
-        raise ValueError(f"--task {cfg.task} does not fit --dataset {cfg.dataset} (a {native} dataset); "
-                         f"--task {cfg.task} needs --dataset {' or '.join(fitting)}")
-
-
-def _with_canonicalizer_file(cfg):
-    """``--canonicalizer-weights``: the kind and options come from the file."""
-    import dataclasses
-
-    if not cfg.canonicalizer_weights:
-        return cfg
-    kind, hparams, path = _canonicalizer_file(cfg.canonicalizer_weights, cfg.canonicalizer)
-    plain = lambda d: json.loads(json.dumps(d, default=list, sort_keys=True))  # noqa: E731  (tuples == lists)
-    if cfg.canonicalizer_kwargs and plain(cfg.canonicalizer_kwargs) != plain(hparams):
-        raise ValueError(f"--canonicalizer-weights {path} fixes the canonicalizer's options {hparams}; do not also "
-                         f"pass --canonicalizer.NAME options ({cfg.canonicalizer_kwargs})")
-    return dataclasses.replace(cfg, canonicalizer=kind, canonicalizer_kwargs=hparams, canonicalizer_weights=path)
-
-
 def run_training(cfg, a) -> int:
     """Train ``cfg`` into ``a.out`` (``a.resume``, ``a.max_shapes``, ``a.workers``), then evaluate it
     under every protocol; ``--print-config`` only prints ``cfg``."""
-    from .cliconfig import print_config
+    from .cliconfig import check_task, print_config, with_canonicalizer_file
     from .core.io import check_output_dir, write_json
     from .distributed import init_from_env, shutdown
     from .train import evaluate, train
 
-    cfg = _with_canonicalizer_file(cfg)
-    _check_task(cfg)
+    cfg = with_canonicalizer_file(cfg)
+    check_task(cfg)
     cfg.validate()
     if cfg.hypothesis_rule == "selector":
         raise ValueError("hypothesis_rule 'selector' is fitted after training: `pointcanon fit-selector` on the run")
@@ -149,6 +113,9 @@ def cmd_adapt(a) -> int:
                                dataset_kwargs=src.dataset_kwargs, pretrained=str(a.pretrained),
                                freeze_backbone=not a.finetune_backbone)
     cfg = config_from_args(a, base)
+    if cfg.epochs == 0 and not cfg.canonicalizer_weights:
+        raise ValueError("--epochs 0 would save an untrained canonicalizer: give trained ones with "
+                         "--canonicalizer-weights FILE (or 'shipped'), or train with --epochs >= 1")
     frozen = cfg.freeze_canonicalizer
     cfg = dataclasses.replace(cfg, prior="none" if frozen else prior,
                               prior_weight=cfg.prior_weight if prior != "none" and not frozen else 0.0)
@@ -158,13 +125,17 @@ def cmd_adapt(a) -> int:
 
 
 def cmd_eval(a) -> int:
+    from .cliconfig import check_int
+    from .config import MAX_POINTS
     from .core.io import check_output_file, write_json
     from .models import load_model
     from .tasks import get_task
     from .train import evaluate
 
-    if a.num_points is not None and a.num_points < 1:
-        raise ValueError(f"--num-points must be a positive number of points, got {a.num_points}")
+    if a.num_points is not None:
+        check_int(a.num_points, "--num-points", 1, MAX_POINTS)
+    if a.hypotheses is not None:
+        check_int(a.hypotheses, "--hypotheses", 1, 6, " (omit it to use the trained number)")
     out = check_output_file(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json"), "--out")
     model, cfg, state = load_model(a.checkpoint)
     if a.hypotheses is not None or a.hypothesis_rule is not None:
@@ -209,15 +180,19 @@ def cmd_fit_selector(a) -> int:
 
 
 def cmd_demo(a) -> int:
+    from .core.io import check_output_dir
     from .demo import run_demo
 
+    check_output_dir(a.out, "--out")  # before the training, not after it
     run_demo(a.out, seed=a.seed, quick=a.quick)
     return 0
 
 
 def cmd_data(a) -> int:
+    from .core.io import check_output_dir
     from .datasets.download import download_modelnet40
 
+    check_output_dir(a.root, "--root")
     if a.name != "modelnet40":
         raise ValueError(f"unknown dataset {a.name!r}; available: modelnet40")
     kwargs = {k: v for k, v in (("url", a.url), ("sha256", a.sha256)) if v}
@@ -237,18 +212,19 @@ def cmd_measure(a) -> int:
 
 
 def cmd_canonicalize(a) -> int:
+    from .cliconfig import check_int
+    from .config import MAX_POINTS
+    from .core.io import check_output_dir
     from .mesh import canonicalize_files
 
-    from .core.io import check_output_dir
-
-    if a.num_points < 1:
-        raise ValueError(f"--num-points must be a positive number of surface samples, got {a.num_points}")
+    check_int(a.num_points, "--num-points", 1, MAX_POINTS)
+    check_int(a.seed, "--seed", 0, hint=" (numpy seeds are non-negative)")
     check_output_dir(a.out, "-o/--out")
     if a.threads is None:
         torch.set_num_threads(1)  # one small network call per file: thread hand-offs cost more than they save
 
     report = canonicalize_files(a.inputs, a.out, a.model, num_points=a.num_points, seed=a.seed, sampling=a.sampling,
-                                render=a.render, progress=not a.no_progress)
+                                render=a.render, progress=not a.no_progress, overwrite=a.overwrite)
     done, failed = len(report["files"]), len(report["errors"])
     print(f"canonicalized {done} of {done + failed} inputs into {a.out}; transforms in "
           f"{Path(a.out) / 'transforms.json'}" + (f"; {failed} failed (listed under 'errors')" if failed else ""))
@@ -374,16 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the surface samples")
     c.add_argument("--render", action="store_true", help="also write before/after PNG thumbnails (matplotlib)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--overwrite", action="store_true", help="replace outputs already in OUT (never an input)")
     c.set_defaults(func=cmd_canonicalize)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
+        if args.threads is not None:
+            from .cliconfig import check_int
+
+            check_int(args.threads, "--threads")
+            torch.set_num_threads(args.threads)
         return args.func(args)
+    except KeyboardInterrupt:
+        print(f"pointcanon {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"pointcanon {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from .config import (AUGMENTATIONS, CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig,
@@ -82,6 +83,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, skip=(), defaults: 
 def load_config_file(path) -> TrainConfig:
     """A TrainConfig from a JSON file; ``ValueError`` naming the file and the problem."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--config {path} is a folder, not a file")
     try:
         values = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -91,7 +94,36 @@ def load_config_file(path) -> TrainConfig:
     unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f"--config {path}: unknown fields {unknown}")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in values:
+            problem = _type_problem(str(f.type), values[f.name])
+            if problem:
+                raise ValueError(f"--config {path}: {f.name} {problem}, got {json.dumps(values[f.name])}")
     return TrainConfig(**values)
+
+
+_EXPECTED = {"int": ("an int (not a bool)", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+             "float": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v)),
+             "bool": ("true or false", lambda v: isinstance(v, bool)),
+             "str": ("a string", lambda v: isinstance(v, str)),
+             "dict": ("a JSON object", lambda v: isinstance(v, dict))}
+
+
+def _type_problem(annotation: str, value) -> str | None:
+    """What is wrong with ``value`` for a TrainConfig field annotated ``annotation`` (``None``: nothing)."""
+    ann = annotation.replace(" ", "")
+    name, fits = _EXPECTED[ann.split("|")[0]]
+    if (value is None and "|None" in ann) or (value is not None and fits(value)):
+        return None
+    return f"must be {name}" + (" or null" if "|None" in ann else "")
+
+
+def check_int(value, flag: str, low: int = 1, high: int | None = None, hint: str = "") -> None:
+    """``ValueError`` naming ``flag`` unless ``value`` is an int from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"from {low} to {high}"
+        raise ValueError(f"{flag} must be an int {bounds}, got {value!r}{hint}")
 
 
 def config_from_args(a: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
@@ -111,3 +143,38 @@ def config_from_args(a: argparse.Namespace, base: TrainConfig | None = None) -> 
 
 def print_config(cfg: TrainConfig) -> None:
     print(json.dumps(dataclasses.asdict(cfg), indent=2, default=list))
+
+
+def canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
+    """``--canonicalizer-weights``: the canonicalizer kind, its hyperparameters and the resolved path of a
+    canonicalizer file (``shipped``: the shipped upright ModelNet40 canonicalizer)."""
+    from .mesh import DEFAULT_WEIGHTS, load_canonicalizer
+
+    path = str(DEFAULT_WEIGHTS) if path == "shipped" else path
+    canon = load_canonicalizer(path)
+    found = {"VNCanonicalizer": "vn", "CandidateCanonicalizer": "candidate"}[type(canon).__name__]
+    if kind not in ("none", found):
+        raise ValueError(f"--canonicalizer-weights {path} holds a {found!r} canonicalizer, not --canonicalizer {kind}")
+    return found, dict(canon.hparams), str(Path(path).resolve())
+
+
+def check_task(cfg) -> None:
+    if cfg.dataset not in DATASET_TASKS:
+        raise ValueError(f"dataset must be one of {tuple(DATASET_TASKS)}, got {cfg.dataset!r}")
+    native = DATASET_TASKS[cfg.dataset]
+    if cfg.task != native:
+        fitting = [name for name, task in DATASET_TASKS.items() if task == cfg.task]
+        raise ValueError(f"--task {cfg.task} does not fit --dataset {cfg.dataset} (a {native} dataset); "
+                         f"--task {cfg.task} needs --dataset {' or '.join(fitting)}")
+
+
+def with_canonicalizer_file(cfg):
+    """``--canonicalizer-weights``: the kind and options come from the file."""
+    if not cfg.canonicalizer_weights:
+        return cfg
+    kind, hparams, path = canonicalizer_file(cfg.canonicalizer_weights, cfg.canonicalizer)
+    plain = lambda d: json.loads(json.dumps(d, default=list, sort_keys=True))  # noqa: E731  (tuples == lists)
+    if cfg.canonicalizer_kwargs and plain(cfg.canonicalizer_kwargs) != plain(hparams):
+        raise ValueError(f"--canonicalizer-weights {path} fixes the canonicalizer's options {hparams}; do not also "
+                         f"pass --canonicalizer.NAME options ({cfg.canonicalizer_kwargs})")
+    return dataclasses.replace(cfg, canonicalizer=kind, canonicalizer_kwargs=hparams, canonicalizer_weights=path)

@@ -27,6 +27,7 @@ def parse_rotation(value, allowed=TRAIN_ROTATIONS, what: str = "rotation") -> st
     return name
 
 
+MAX_POINTS = 100_000  # points per shape (the datasets hold 2048 to ~3000); more is a typo, not a request
 PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
 AUGMENTATIONS = ("none", "scale-shift")  # training-time changes of each shape besides its rotation
 CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
@@ -114,6 +115,9 @@ class TrainConfig:
         for name in ("batch_size", "num_points") + (("epochs",) if self.epochs else ()):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_points > MAX_POINTS:
+            raise ValueError(f"num_points (--num-points) must be at most {MAX_POINTS} points per shape, "
+                             f"got {self.num_points}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (batch norm needs two samples)")
         if self.prior != "none" and self.canonicalizer == "none":

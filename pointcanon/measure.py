@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .core.io import atomic_write, check_output_file, safe_load, write_json
+from .core.io import atomic_write, check_output_file, not_a_file, safe_load, write_json
 from .core.actions import INVARIANT, VN_FEATURES
 from .core.equivariance import EquivarianceReport, actions_by_type, evaluate_equivariance
 from .nn.approximate import ApproximateVNCanonicalizer, FixedInputs
@@ -90,7 +90,7 @@ def load_points(path) -> Tensor:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"points file {path} does not exist")
+        raise ValueError(not_a_file(path, "points file"))
     if path.suffix == ".npy":
         import numpy as np
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .core.io import FORMAT as CHECKPOINT_FORMAT, atomic_write, load_checkpoint, safe_load
+from .core.io import FORMAT as CHECKPOINT_FORMAT, atomic_write, load_checkpoint, not_a_file, safe_load
 from .nn import CanonicalizedModel, CandidateCanonicalizer, HypothesisSelector, VNCanonicalizer
 from .nn.approximate import ApproximateVNCanonicalizer
 from .tasks import get_task
@@ -132,7 +132,7 @@ def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"canonicalizer file {path} does not exist")
+        raise FileNotFoundError(not_a_file(path, "canonicalizer file"))
     obj = safe_load(path, "canonicalizer file")  # never runs code from the file
     if isinstance(obj, dict) and obj.get("format") == CANONICALIZER_FORMAT:
         if obj.get("version") != CANONICALIZER_VERSION or obj.get("class") not in CANONICALIZER_CLASSES:
@@ -187,7 +187,7 @@ def _float64_model(model) -> VNCanonicalizer | CandidateCanonicalizer:
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser().resolve()
         if not path.is_file():
-            raise FileNotFoundError(f"canonicalizer file {path} does not exist")
+            raise FileNotFoundError(not_a_file(path, "canonicalizer file"))
         st = path.stat()
         return _load_float64(str(path), st.st_mtime_ns, st.st_size)
     if not isinstance(model, nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import math
 import re
 from dataclasses import dataclass
 
@@ -166,4 +167,39 @@ def check_options(group: str, kind: str, given: dict) -> dict:
         if not any(k in table[name].defaults for k in kinds):
             raise ValueError(f"--{group}.{name} does not apply to {group} {kind!r}; it applies to "
                              f"{sorted(table[name].defaults)}")
+        problem = _value_problem(table[name], given[name])
+        if problem:
+            raise ValueError(f"--{group}.{name} must be {problem}, got {given[name]!r}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+
+
+def _value_problem(opt: Option, value) -> str | None:
+    """What is wrong with ``value`` for ``opt`` (``None``: nothing): its type from the annotation (a bool is
+    not an int; numbers are finite), and a count (an int whose every default is positive) must be >= 1."""
+    ann = opt.annotation.replace(" ", "")
+    if value is None:
+        return None if "None" in ann or not ann else "a value, not None"
+    if opt.is_tuple:
+        if "int" not in ann and "float" not in ann:
+            return None
+        if not isinstance(value, (list, tuple)) or not value:
+            return "a non-empty list of numbers"
+        item = Option(opt.group, opt.name, "float" if "float" in ann else "int",
+                      {k: min(d) for k, d in opt.defaults.items() if isinstance(d, tuple) and d}, "")
+        bad = next((p for p in (_value_problem(item, v) for v in value) if p), None)
+        return f"a list of numbers, each {bad}" if bad else None
+    base = ann.split("|")[0]
+    if base == "int":
+        positive = [d for d in opt.defaults.values() if d is not None]
+        low = 1 if positive and all(isinstance(d, int) and d >= 1 for d in positive) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "an int"
+        return "an int >= 1" if low is not None and value < low else None
+    if base == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if base == "bool":
+        return None if isinstance(value, bool) else "true or false"
+    if base == "str":
+        return None if isinstance(value, str) else "a string"
+    return None

@@ -312,3 +312,249 @@ def test_tiny_photos_with_a_valid_box_segment(shape, order):
     predictor.set_image(img)
     masks, _, _ = predictor.predict(box=np.array([0, 0, shape[1], shape[0]]), multimask_output=False)
     assert masks.shape == (1, *shape)
+
+
+# --- second hostile-input pass: files and command line ---
+# Outputs never replace inputs or existing files (without --overwrite); wrong types and absurd values are
+# refused before any work with the option's name; an interrupt exits 130 and keeps what was done.
+
+def _cli(main, argv) -> int:
+    """The exit code of ``main(argv)``, with argparse's and an escaped interrupt's turned into codes."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+    except KeyboardInterrupt:
+        return "KeyboardInterrupt escaped"
+
+
+def _open3d_script():
+    """``main`` of scripts/open3d_canonicalize.py (the test is skipped without Open3D)."""
+    import importlib
+    import sys
+
+    pytest.importorskip("open3d")
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module("open3d_canonicalize").main
+
+
+def _off_points(path, n: int = 40) -> Path:
+    v = np.random.default_rng(3).normal(size=(n, 3)) * [3.0, 2.0, 1.0]
+    path.write_text(f"OFF\n{n} 0 0\n" + "".join(f"{x} {y} {z}\n" for x, y, z in v))
+    return path
+
+
+@pytest.mark.parametrize("case", ["file -o its folder", "folder -o itself"])
+def test_canonicalize_never_replaces_an_input(case, tmp_path, capsys):
+    box = _box(tmp_path)
+    before = box.read_bytes()
+    argv = [str(box) if case.startswith("file") else str(tmp_path), "-o", str(tmp_path), "--no-progress"]
+    assert _cli(pointcanon_main, ["canonicalize", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "would replace the input" in err and "Traceback" not in err, err
+    assert box.read_bytes() == before and not (tmp_path / "transforms.json").exists()
+
+
+def test_canonicalize_replaces_existing_outputs_only_with_overwrite(tmp_path, capsys):
+    box, out = _box(tmp_path), tmp_path / "o"
+    out.mkdir()
+    (out / "box.off").write_text("a user's file")
+    argv = ["canonicalize", str(box), "-o", str(out), "--no-progress", "--sampling", "vertices"]
+    assert _cli(pointcanon_main, argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "box.off").read_text() == "a user's file" and not (out / "transforms.json").exists()
+    assert _cli(pointcanon_main, argv + ["--overwrite"]) == 0
+    assert (out / "box.off").read_text().startswith("OFF") and (out / "transforms.json").exists()
+
+
+def test_open3d_script_never_replaces_its_input_or_an_existing_file(tmp_path, capsys):
+    script_main = _open3d_script()
+    scan = tmp_path / "scan.xyz"
+    scan.write_text("".join(f"{x} {y} {z}\n" for x, y, z in np.random.default_rng(0).normal(size=(64, 3)) * [3, 2, 1]))
+    before = scan.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert _cli(script_main, [str(scan), "-o", str(scan), *extra]) == 2
+        assert "would replace the input" in capsys.readouterr().err
+    assert scan.read_bytes() == before
+    (tmp_path / "out.xyz").write_text("a user's file")
+    assert _cli(script_main, [str(scan), "-o", str(tmp_path / "out.xyz")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "out.xyz").read_text() == "a user's file"
+    assert _cli(script_main, [str(scan), "-o", str(tmp_path / "out.xyz"), "--overwrite"]) == 0
+
+
+def test_open3d_script_says_what_it_did_to_a_two_point_cloud(tmp_path, capsys):
+    """Two points have no unique frame; the message must not say "only centred" when it also rotated."""
+    import json
+
+    script_main = _open3d_script()
+    (tmp_path / "two.xyz").write_text("0.1 0.2 0.3\n1 2 3\n")
+    assert _cli(script_main, [str(tmp_path / "two.xyz"), "-o", str(tmp_path / "c.xyz")]) == 0
+    said = capsys.readouterr().out
+    meta = json.loads((tmp_path / "c.xyz.transform.json").read_text())
+    rotated = not np.allclose(np.asarray(meta["transform"])[:3, :3], np.eye(3))
+    assert meta["degenerate"] and "symmetric" in said
+    assert ("only centred" in said) == (not rotated), said
+
+
+@pytest.mark.parametrize("target", ["existing file", "read-only folder"])
+def test_demo_checks_its_out_before_training(target, tmp_path, monkeypatch, capsys):
+    import pointcanon.demo
+
+    monkeypatch.setattr(pointcanon.demo, "train", lambda *a, **k: pytest.fail("demo trained before checking --out"))
+    (tmp_path / "afile").write_text("keep me")
+    out = tmp_path / "afile" if target == "existing file" else _read_only(tmp_path) / "demo"
+    assert _cli(pointcanon_main, ["demo", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "Traceback" not in err, err
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_a_faceless_off_point_set_works_with_vertex_sampling(tmp_path, capsys):
+    import trimesh
+
+    src = _off_points(tmp_path / "points.off")
+    assert _cli(pointcanon_main, ["canonicalize", str(src), "-o", str(tmp_path / "v"), "--sampling", "vertices",
+                                  "--no-progress"]) == 0
+    out = trimesh.load(tmp_path / "v" / "points.off", process=False)
+    assert len(out.vertices) == 40 and len(getattr(out, "faces", [])) == 0
+    assert _cli(pointcanon_main, ["canonicalize", str(src), "-o", str(tmp_path / "s"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no faces" in err and "sampling" in err, err
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("epochs", "1e400", "an int"), ("epochs", "1.5", "an int"), ("epochs", "true", "an int"),
+    ("epochs", '"ten"', "an int"), ("epochs", "null", "an int"), ("lr", "NaN", "a finite number"),
+    ("lr", "true", "a finite number"), ("freeze_backbone", "1", "true or false"), ("dataset", "5", "a string"),
+])
+def test_config_file_values_of_the_wrong_type_are_refused(field, value, expected, tmp_path, capsys):
+    (tmp_path / "c.json").write_text(f'{{"{field}": {value}}}')
+    small = [x for k, v in zip(SMALL[::2], SMALL[1::2]) if k != "--" + field.replace("_", "-") for x in (k, v)]
+    code = _cli(pointcanon_main, ["train", *small, "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{field} must be {expected}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+BAD_VALUES = {  # argv (tmp, finished run), what the message must name
+    "train --backbone.width 0": (lambda t, r: ["train", *SMALL, "--backbone.width", "0", "--out", str(t / "o")],
+                                 "--backbone.width"),
+    "train --backbone dgcnn --backbone.k 0": (lambda t, r: ["train", *SMALL, "--backbone", "dgcnn", "--backbone.k",
+                                                            "0", "--out", str(t / "o")], "--backbone.k"),
+    "train --canonicalizer.hidden 8 0 8": (lambda t, r: ["train", *SMALL, "--canonicalizer", "vn",
+                                                         "--canonicalizer.hidden", "8", "0", "8", "--out",
+                                                         str(t / "o")], "--canonicalizer.hidden"),
+    "--threads -1": (lambda t, r: ["--threads", "-1", "canonicalize", str(_box(t)), "-o", str(t / "o")], "--threads"),
+    "--threads 0": (lambda t, r: ["--threads", "0", "canonicalize", str(_box(t)), "-o", str(t / "o")], "--threads"),
+    "train --num-points 100001": (lambda t, r: ["train", *SMALL, "--num-points", "100001", "--out", str(t / "o")],
+                                  "--num-points"),
+    "eval --num-points 100001": (lambda t, r: ["eval", str(r / "last.pt"), "--num-points", "100001", "--out",
+                                               str(t / "o" / "e.json")], "--num-points"),
+    "canonicalize --num-points 100001": (lambda t, r: ["canonicalize", str(_box(t)), "-o", str(t / "o"),
+                                                       "--num-points", "100001"], "--num-points"),
+    "canonicalize --seed -1": (lambda t, r: ["canonicalize", str(_box(t)), "-o", str(t / "o"), "--seed", "-1"],
+                               "--seed must be an int >= 0"),
+    "data --root FILE": (lambda t, r: ["data", "modelnet40", "--root", str(t / "afile"), "--url",
+                                       (t / "none.zip").as_uri()], "--root"),
+    "eval --hypotheses 0": (lambda t, r: ["eval", str(r / "last.pt"), "--hypotheses", "0", "--out",
+                                          str(t / "o" / "e.json")], "--hypotheses must be an int from 1"),
+    "adapt --epochs 0 without canonicalizer weights": (lambda t, r: ["adapt", "--pretrained", str(r / "last.pt"),
+                                                                     "--epochs", "0", "--out", str(t / "o")],
+                                                       "--canonicalizer-weights"),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(BAD_VALUES))
+def test_bad_values_are_refused_by_name_before_any_work(entry, small_run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep me")
+    argv, match = BAD_VALUES[entry]
+    code = _cli(pointcanon_main, argv(tmp_path, small_run))
+    err = capsys.readouterr().err
+    assert code == 2 and match in err and "Traceback" not in err, (code, err)
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert not (tmp_path / "o").exists(), "a refused command left its output folder behind"
+
+
+def test_image_seg_refuses_a_bogus_device_before_any_work(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "photo.png")
+    argv = ["segment", str(tmp_path / "photo.png"), "--checkpoint", str(tmp_path / "sam.pth"), "--model-type", "tiny",
+            "--device", "bogus", "-o", str(tmp_path / "o")]
+    assert _cli(image_seg_main, argv) == 2
+    err = capsys.readouterr().err
+    assert "--device" in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_interrupted_canonicalize_exits_130_and_keeps_the_transforms_done(tmp_path, monkeypatch, capsys):
+    import json
+
+    import pointcanon.mesh.files as files
+
+    real, calls = files.estimate_transform, []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "estimate_transform", interrupt_second)
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        _off_points(tmp_path / "in" / f"{name}.off")
+    code = _cli(pointcanon_main, ["canonicalize", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--sampling",
+                                  "vertices", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, (code, err)
+    report = json.loads((tmp_path / "o" / "transforms.json").read_text())
+    assert list(report["files"]) == [str(tmp_path / "in" / "a.off")] and report["interrupted"]
+    assert (tmp_path / "o" / "a.off").exists() and not (tmp_path / "o" / "b.off").exists()
+
+
+def test_an_interrupted_image_seg_command_exits_130(tmp_path, monkeypatch, capsys):
+    import image_seg.train
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(image_seg.train, "load_photos", interrupt)
+    code = _cli(image_seg_main, ["train-canonicalizer", "--images", str(tmp_path), "--out", str(tmp_path / "c.pt")])
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "Traceback" not in err, (code, err)
+
+
+FILE_EXPECTED = {  # a folder where a file is expected: "is a folder", not "does not exist"
+    "eval CHECKPOINT": lambda t: _cli(pointcanon_main, ["eval", str(t)]),
+    "train --config": lambda t: _cli(pointcanon_main, ["train", "--config", str(t), "--out", str(t / "o")]),
+    "canonicalize --model": lambda t: _cli(pointcanon_main, ["canonicalize", str(_box(t)), "-o", str(t / "o"),
+                                                             "--model", str(t), "--no-progress"]),
+    "image-seg segment PHOTO": lambda t: _cli(image_seg_main, ["segment", str(t), "--checkpoint", str(t / "x.pth"),
+                                                               "-o", str(t / "o"), "-q"]),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(FILE_EXPECTED))
+def test_a_folder_given_for_a_file_is_called_a_folder(entry, tmp_path, capsys):
+    assert FILE_EXPECTED[entry](tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and "does not exist" not in err and "Traceback" not in err, err
+
+
+def test_loaders_call_a_folder_a_folder(tmp_path):
+    from pointcanon.core.io import load_checkpoint
+    from pointcanon.measure import load_points
+    from pointcanon.mesh import load_canonicalizer, load_mesh
+
+    for load in (load_checkpoint, load_points, load_canonicalizer, load_mesh):
+        with pytest.raises((ValueError, FileNotFoundError), match="is a folder"):
+            load(tmp_path)
+
+
+def test_open3d_script_calls_a_folder_input_a_folder(tmp_path, capsys):
+    script_main = _open3d_script()
+    assert _cli(script_main, [str(tmp_path), "-o", str(tmp_path / "o.ply")]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -45,6 +45,11 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def not_a_file(path, what: str = "file") -> str:
+    """The message for ``path`` given where a file is expected and not found: a folder, or missing."""
+    return f"{what} {path} is a folder, not a file" if Path(path).is_dir() else f"{what} {path} does not exist"
+
+
 def check_output_dir(path, flag: str = "--out") -> Path:
     """Check up front (before any work) that ``path`` can be a folder to write into: not an existing file,
     and its nearest existing ancestor a writable folder. Raises ``ValueError`` naming ``flag``."""
@@ -117,7 +122,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     the file); a missing, truncated, foreign or code-carrying file raises ``ValueError`` naming it."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
+        raise ValueError(not_a_file(path, "checkpoint"))
     state = safe_load(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pointcanon checkpoint (expected format {FORMAT!r})")

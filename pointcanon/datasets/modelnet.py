@@ -234,12 +234,13 @@ def _read_id2file(files: list[Path], counts: list[int]) -> list[str] | None:
 _BROKEN_HEADER = re.compile(rb"\A(\s*)(C?OFF)[ \t]*(?=[-+.\d])")
 
 
-def load_off(path):
+def load_off(path, *, require_faces: bool = True):
     """Read an ``.off`` mesh with trimesh (no processing: vertices and faces as in the file).
 
     ModelNet has files whose header runs into the counts line, ``OFF8 6 0`` for ``OFF\\n8 6 0``; the
     header is split in memory before parsing (trimesh 5.2 copes with it too, but not every version).
-    Raises ``ValueError`` naming the file when it cannot be parsed or has no faces.
+    Raises ``ValueError`` naming the file when it cannot be parsed or has no faces (with
+    ``require_faces=False``, a point set, ``OFF N 0 0``, is returned as a ``Trimesh`` with ``(0, 3)`` faces).
     """
     import trimesh
 
@@ -253,7 +254,9 @@ def load_off(path):
         mesh = trimesh.load(io.BytesIO(fixed), file_type="off", force="mesh", process=False, validate=False)
     except Exception as e:
         raise ValueError(f"{path} is not a readable OFF mesh ({type(e).__name__}: {e})") from None
-    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+    if not require_faces and isinstance(mesh, trimesh.Trimesh) and len(mesh.vertices) and len(mesh.faces) == 0:
+        mesh = trimesh.Trimesh(mesh.vertices, np.zeros((0, 3), np.int64), process=False)
+    elif not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError(f"{path} has no faces")
     if not np.isfinite(mesh.vertices).all():
         raise ValueError(f"{path} has NaN or inf vertex coordinates")

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..core.io import atomic_write, write_json
+from ..core.io import atomic_write, not_a_file, write_json
 from ..models import DEFAULT_WEIGHTS, _float64_model
 from .geometry import (DEFAULT_NUM_POINTS, DegenerateFrameWarning, _coords_faces, _kind, _open3d, apply_transform,
                        estimate_transform)
@@ -33,7 +33,8 @@ def load_mesh(path, *, backend: str = "trimesh"):
     """Read a ``.off``, ``.obj``, ``.ply`` or ``.stl`` file, keeping its vertex and face order.
 
     ``backend="trimesh"`` returns a ``trimesh.Trimesh`` (a ``trimesh.PointCloud`` for a file without
-    faces; a multi-part file is merged); ``backend="open3d"`` returns an ``open3d.geometry.TriangleMesh``.
+    faces, except an ``.off`` point set: a ``Trimesh`` without faces; a multi-part file is merged);
+    ``backend="open3d"`` returns an ``open3d.geometry.TriangleMesh``.
     ``.off`` files are read with :func:`pointcanon.datasets.modelnet.load_off`, which also reads ModelNet's
     broken ``OFF8 6 0`` headers. Open3D reads those as an *empty* mesh with only a warning: an empty
     Open3D result is detected and the file is read with trimesh / ``load_off`` instead.
@@ -47,7 +48,7 @@ def load_mesh(path, *, backend: str = "trimesh"):
         raise ValueError(f"backend must be 'trimesh' or 'open3d', got {backend!r}")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"mesh file {path} does not exist")
+        raise FileNotFoundError(not_a_file(path, "mesh file"))
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise ValueError(f"{path}: unsupported mesh format {suffix or '(none)'!r}; "
@@ -65,7 +66,7 @@ def load_mesh(path, *, backend: str = "trimesh"):
                              "open3d.io.read_point_cloud")
         return _o3d_from_trimesh(fallback)
     if suffix == ".off":
-        return load_off(path)
+        return load_off(path, require_faces=False)
     try:
         loaded = trimesh.load(str(path), process=False)
     except Exception as e:  # trimesh raises many types for unreadable files
@@ -142,6 +143,9 @@ def _collect(inputs: Iterable, out_dir: Path) -> tuple[list[tuple[Path, Path]], 
     files, errors, seen = [], {}, {}
     for item in inputs:
         root = Path(item).expanduser()
+        if root.is_dir() and root.resolve() == out_dir:
+            raise ValueError(f"-o/--out {out_dir} is the input folder {root}: the outputs would replace the inputs; "
+                             "choose another output folder")
         if root.is_dir():
             found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MESH_SUFFIXES
                            and out_dir not in p.resolve().parents
@@ -163,9 +167,26 @@ def _collect(inputs: Iterable, out_dir: Path) -> tuple[list[tuple[Path, Path]], 
     return files, errors
 
 
+def _check_targets(files: list[tuple[Path, Path]], out_dir: Path, render: bool, overwrite: bool) -> None:
+    """``ValueError`` before any work when an output would replace an input (always refused), or would
+    replace an existing file and ``overwrite`` is false."""
+    inputs = {src.resolve(): src for src, _ in files}
+    targets = [out_dir / "transforms.json"] + [out_dir / rel for _, rel in files]
+    targets += [out_dir / rel.with_name(rel.name + ".png") for _, rel in files] if render else []
+    for target in targets:
+        if target.resolve() in inputs:
+            raise ValueError(f"the output {target} would replace the input {inputs[target.resolve()]}; choose "
+                             "another -o/--out folder (inputs are never overwritten)")
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not overwrite:
+        raise ValueError(f"-o/--out {out_dir} already holds {len(existing)} of the outputs ({existing[0]}"
+                         f"{', ...' if len(existing) > 1 else ''}); pass --overwrite (overwrite=True) to replace "
+                         "them, or choose another folder")
+
+
 def canonicalize_files(inputs: Iterable, out_dir, model=None, *, num_points: int = DEFAULT_NUM_POINTS,
                        seed: int = 0, sampling: str = "surface", render: bool = False,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, overwrite: bool = False) -> dict:
     """Canonicalize mesh files (``.off .obj .ply .stl``; folders are searched recursively) into ``out_dir``.
 
     Each output keeps its input's format and relative path (a file given directly goes to
@@ -173,17 +194,20 @@ def canonicalize_files(inputs: Iterable, out_dir, model=None, *, num_points: int
     atomically. ``out_dir/transforms.json`` maps every input to its transform, inverse and flags, and
     lists the files that failed under ``"errors"`` (a bad file is reported on stderr and skipped).
     With ``render``, ``out_dir/<relative path>.png`` shows each shape before and after.
-    Returns the JSON report.
+    Raises ``ValueError`` before any work when an output would replace an input (never allowed) or an
+    existing file (unless ``overwrite``). Interrupted (``KeyboardInterrupt``), it writes the transforms of
+    the files done (``"interrupted": true``) and re-raises. Returns the JSON report.
     """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir).expanduser()
-    canon = _float64_model(model)  # load once; the per-file calls reuse it
-    model_desc = ("default: " + str(DEFAULT_WEIGHTS)) if model is None else \
-        (str(model) if isinstance(model, (str, os.PathLike)) else f"{type(model).__name__} object")
     files, errors = _collect(inputs, out_dir)
     if not files and not errors:
         raise ValueError("no input files given")
+    _check_targets(files, out_dir, render, overwrite)
+    canon = _float64_model(model)  # load once; the per-file calls reuse it
+    model_desc = ("default: " + str(DEFAULT_WEIGHTS)) if model is None else \
+        (str(model) if isinstance(model, (str, os.PathLike)) else f"{type(model).__name__} object")
     report: dict[str, Any] = {
         "format": TRANSFORMS_FORMAT, "version": 1, "model": model_desc,
         "model_info": json.loads(json.dumps(getattr(canon, "info", {}), default=str)),
@@ -193,22 +217,35 @@ def canonicalize_files(inputs: Iterable, out_dir, model=None, *, num_points: int
     for src, msg in errors.items():
         print(f"error: {src}: {msg}", file=sys.stderr)
     bar = tqdm(files, desc="canonicalize", unit="file", disable=None if progress else True, file=sys.stderr)
-    for src, rel in bar:
-        try:
-            mesh = load_mesh(src)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DegenerateFrameWarning)
-                frame = estimate_transform(mesh, canon, num_points=num_points, seed=seed, sampling=sampling)
-            out = apply_transform(mesh, frame.transform)
-            target = save_mesh(out, out_dir / rel)
-            entry = {"output": str(target), **frame.to_json(), "vertices": int(len(mesh.vertices)),
-                     "faces": int(len(getattr(mesh, "faces", ())))}
-            if render:
-                entry["thumbnail"] = str(render_thumbnail(mesh, out, out_dir / rel.with_name(rel.name + ".png"),
-                                                          title=str(rel)))
-            report["files"][str(src)] = entry
-        except Exception as e:  # a bad file of any kind is reported and the batch goes on
-            report["errors"][str(src)] = f"{type(e).__name__}: {e}"
-            bar.write(f"error: {src}: {type(e).__name__}: {e}", file=sys.stderr)
-    write_json(out_dir / "transforms.json", report)
+    try:
+        for src, rel in bar:
+            try:
+                report["files"][str(src)] = _canonicalize_file(src, out_dir, rel, canon, num_points, seed, sampling,
+                                                               render)
+            except Exception as e:  # a bad file of any kind is reported and the batch goes on
+                report["errors"][str(src)] = f"{type(e).__name__}: {e}"
+                bar.write(f"error: {src}: {type(e).__name__}: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        report["interrupted"] = True  # the files done keep their transforms
+        raise
+    finally:
+        bar.close()
+        write_json(out_dir / "transforms.json", report)
     return report
+
+
+def _canonicalize_file(src: Path, out_dir: Path, rel: Path, canon, num_points: int, seed: int, sampling: str,
+                       render: bool) -> dict:
+    """Canonicalize one mesh file into ``out_dir / rel``; its entry of ``transforms.json``."""
+    mesh = load_mesh(src)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFrameWarning)
+        frame = estimate_transform(mesh, canon, num_points=num_points, seed=seed, sampling=sampling)
+    out = apply_transform(mesh, frame.transform)
+    target = save_mesh(out, out_dir / rel)
+    entry = {"output": str(target), **frame.to_json(), "vertices": int(len(mesh.vertices)),
+             "faces": int(len(getattr(mesh, "faces", ())))}
+    if render:
+        entry["thumbnail"] = str(render_thumbnail(mesh, out, out_dir / rel.with_name(rel.name + ".png"),
+                                                  title=str(rel)))
+    return entry
