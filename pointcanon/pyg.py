@@ -8,8 +8,8 @@
     data = transform(data)                                 # data.pos, data.normal now canonical
     original = Canonicalize.inverse(data)                  # back: pos, normal as they came in
 
-The transform stores ``canon_frame`` ``(1, 3, 3)``, ``canon_origin`` ``(1, 3)`` and ``canon_degenerate``
-``(1,)`` on the object; PyG's collation stacks them to ``(B, 3, 3)``, ``(B, 3)``, ``(B,)`` in a ``Batch``,
+The transform stores ``canon_frame`` ``(1, 3, 3)``, ``canon_origin`` ``(1, 3)``, ``canon_degenerate``
+``(1,)`` and (for canonicalizers with up hypotheses) ``canon_fragile`` ``(1,)`` on the object; PyG's collation stacks them to ``(B, 3, 3)``, ``(B, 3)``, ``(B,)`` in a ``Batch``,
 so :meth:`Canonicalize.inverse` works on batches too. Applied to a ``Batch`` (anything with a ``batch``
 vector) it canonicalizes every cloud in one ragged call (no loop over clouds), with exactly the frame each
 cloud gets alone.
@@ -29,9 +29,10 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("pointcanon.pyg needs torch-geometric: pip install 'pointcanon[pyg]'") from e
 
-__all__ = ["Canonicalize", "FRAME_KEY", "ORIGIN_KEY", "DEGENERATE_KEY"]
+__all__ = ["Canonicalize", "FRAME_KEY", "ORIGIN_KEY", "DEGENERATE_KEY", "FRAGILE_KEY"]
 
 FRAME_KEY, ORIGIN_KEY, DEGENERATE_KEY = "canon_frame", "canon_origin", "canon_degenerate"
+FRAGILE_KEY = "canon_fragile"
 
 
 class Canonicalize(BaseTransform):
@@ -78,6 +79,8 @@ class Canonicalize(BaseTransform):
                 _check_vectors(key, v, pos)
                 data[key] = (v.unsqueeze(1) @ c.frame[batch]).squeeze(1)
         data[FRAME_KEY], data[ORIGIN_KEY], data[DEGENERATE_KEY] = c.frame, c.origin, c.degenerate
+        if c.fragile is not None:
+            data[FRAGILE_KEY] = c.fragile
         return data
 
     @staticmethod
@@ -96,8 +99,9 @@ class Canonicalize(BaseTransform):
             v = getattr(data, key, None)
             if v is not None:
                 data[key] = (v.unsqueeze(1) @ back).squeeze(1)
-        for key in (FRAME_KEY, ORIGIN_KEY, DEGENERATE_KEY):
-            del data[key]
+        for key in (FRAME_KEY, ORIGIN_KEY, DEGENERATE_KEY, FRAGILE_KEY):
+            if key in data:
+                del data[key]
         return data
 
     def __repr__(self) -> str:

@@ -24,6 +24,10 @@ class Canonicalization:
         index: ``(B,)`` chosen element of a discrete group, or ``None``.
         batch: for a ragged batch (points ``(P, 3)``), the cloud of every point ``(P,)``; ``None`` when dense.
             The point / vector maps below then take ``(P, d)`` rows of those clouds.
+        fragile: ``(B,)`` bool, True where the frame is exact but its up axis was chosen by a small margin
+            over another (``CandidateCanonicalizer.fragile_margin``): another sampling of the same surface
+            (another density or scanner) may put another axis up. ``None`` where the canonicalizer has no
+            up hypotheses.
     """
 
     frame: Tensor
@@ -34,6 +38,7 @@ class Canonicalization:
     logits: Tensor | None = None
     index: Tensor | None = None
     batch: Tensor | None = None
+    fragile: Tensor | None = None
 
     def points_to_canonical(self, points: Tensor) -> Tensor:
         """Map points ``(B, M, d)`` into canonical coordinates: ``(p - origin) @ frame``."""

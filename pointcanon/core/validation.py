@@ -42,3 +42,53 @@ def cloud_radius(centred: Tensor) -> Tensor:
     with torch.no_grad():
         top = centred.detach().abs().amax((1, 2)).clamp_min(torch.finfo(centred.dtype).tiny)
         return ((centred.detach() / top[:, None, None]).norm(dim=-1).amax(-1) * top).clamp_min(torch.finfo(centred.dtype).tiny)
+
+
+# Coordinates far from the origin relative to the cloud's size: the input's own rounding, eps(dtype) * max|x|,
+# is then a material part of the shape, and another rounding of the same surface (another pose, another
+# pipeline) may get another frame. Canonicalizers flag such clouds as degenerate above this fraction of the
+# cloud radius. In float32 (eps 1.2e-7) a cloud of radius 1 is flagged from about 8,000 away from the origin
+# on; at 1e3 away its rounding is about 1.2e-4 of the radius, at 1e4 about 1.2e-3, at 1e5 about 1.2e-2.
+ROUNDING_TOL = 1e-3
+
+
+def coordinate_limit(dtype: torch.dtype) -> float:
+    """The largest coordinate magnitude a canonicalizer takes in ``dtype``: a quarter of the dtype's largest
+    finite value (8.5e37 in float32, 4.5e307 in float64), so that centred and rotated coordinates, at most
+    2 sqrt(3) times larger, stay finite."""
+    return torch.finfo(dtype).max / 4
+
+
+def check_range(x: Tensor, name: str = "points") -> Tensor:
+    """Raise ``ValueError`` when a coordinate of ``x`` is beyond :func:`coordinate_limit` of its dtype."""
+    top, limit = float(x.detach().abs().max()), coordinate_limit(x.dtype)
+    if top > limit:
+        fix = " or convert them to float64 (x.double())" if x.dtype == torch.float32 else ""
+        raise ValueError(f"{name} reach |x| = {top:.3g}, beyond the {limit:.3g} that {x.dtype} canonical coordinates "
+                         f"can hold (centring and rotating may double them): rescale them{fix}")
+    return x
+
+
+def power_of_two_scale(top: Tensor) -> Tensor:
+    """A power of two within a factor 2 of each of ``top`` ``(...)`` (>= 0; 0.5 for 0), float64: dividing by
+    it is exact (short of subnormals) and brings values up to ``top`` into [-2, 2] without overflow."""
+    two = torch.tensor(2.0, dtype=torch.float64, device=top.device)
+    return torch.pow(two, (torch.frexp(top.double()).exponent - 1).double())
+
+
+def centre(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Centroid ``(B, 3)`` and centred clouds ``(B, N, 3)`` of ``x`` ``(B, N, 3)``, in ``x``'s dtype, both
+    computed in float64 after an exact power-of-two scaling: no overflow for any finite input (float32
+    sums of 1e36 overflow), float64 results equal ``x - x.mean(1)`` bit for bit, and a float32 cloud far from
+    the origin is centred before it is rounded to float32 again (the input's own rounding stays)."""
+    with torch.no_grad():
+        m = power_of_two_scale(x.detach().abs().amax((1, 2)))[:, None, None]
+    x64 = x.double() / m
+    c = x64.mean(1, keepdim=True)
+    return (c * m).squeeze(1).to(x.dtype), ((x64 - c) * m).to(x.dtype)
+
+
+def coarse_rounding(top: Tensor, radius: Tensor, dtype: torch.dtype, tol: float = ROUNDING_TOL) -> Tensor:
+    """``(B,)``: the rounding of coordinates as large as ``top`` ``(B,)`` (the largest ``|x|`` of each cloud) in
+    ``dtype`` exceeds ``tol`` (:data:`ROUNDING_TOL`) times the cloud ``radius`` ``(B,)``."""
+    return torch.finfo(dtype).eps * top.double() > tol * radius.double()

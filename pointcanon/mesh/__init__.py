@@ -31,12 +31,12 @@ Shapes:
 """
 from ..models import DEFAULT_WEIGHTS, load_canonicalizer, load_default_canonicalizer, save_canonicalizer
 from .files import MESH_SUFFIXES, canonicalize_files, load_mesh, render_thumbnail, save_mesh
-from .geometry import (CanonicalFrame, DegenerateFrameWarning, apply_transform, canonicalize, estimate_transform,
-                       invert_transform, sample_surface)
+from .geometry import (CanonicalFrame, DegenerateFrameWarning, FragileFrameWarning, apply_transform, canonicalize,
+                       estimate_transform, invert_transform, sample_surface)
 
 __all__ = [
     "canonicalize", "estimate_transform", "apply_transform", "invert_transform", "sample_surface",
-    "CanonicalFrame", "DegenerateFrameWarning", "save_canonicalizer", "load_canonicalizer",
+    "CanonicalFrame", "DegenerateFrameWarning", "FragileFrameWarning", "save_canonicalizer", "load_canonicalizer",
     "load_default_canonicalizer", "load_mesh", "save_mesh", "render_thumbnail", "canonicalize_files",
     "DEFAULT_WEIGHTS", "MESH_SUFFIXES",
 ]

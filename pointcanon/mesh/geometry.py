@@ -25,6 +25,11 @@ class DegenerateFrameWarning(UserWarning):
     """The shape is (nearly) symmetric: its canonical frame is not unique, a fallback was used."""
 
 
+class FragileFrameWarning(UserWarning):
+    """The shape's up axis was chosen by a small margin over another: another sampling of its surface (another
+    density, another seed) may turn it another way up (:attr:`CanonicalFrame.fragile`)."""
+
+
 def _open3d():
     try:
         import open3d
@@ -208,6 +213,8 @@ class CanonicalFrame:
         conditioning: in [0, 1]; how far from degenerate (see :class:`~pointcanon.Canonicalization`).
         sampling: what the canonicalizer saw: ``"surface"`` samples, mesh ``"vertices"`` or ``"points"``.
         num_samples: how many points it saw.
+        fragile: the up axis was chosen by less than the canonicalizer's ``fragile_margin`` over another
+            (see :class:`~pointcanon.Canonicalization`); always False for a canonicalizer without up hypotheses.
     """
 
     transform: np.ndarray
@@ -215,6 +222,7 @@ class CanonicalFrame:
     conditioning: float
     sampling: str
     num_samples: int
+    fragile: bool = False
 
     @property
     def inverse(self) -> np.ndarray:
@@ -232,7 +240,7 @@ class CanonicalFrame:
     def to_json(self) -> dict:
         return {"transform": self.transform.tolist(), "inverse": self.inverse.tolist(),
                 "degenerate": self.degenerate, "conditioning": self.conditioning,
-                "sampling": self.sampling, "num_samples": self.num_samples}
+                "fragile": self.fragile, "sampling": self.sampling, "num_samples": self.num_samples}
 
 
 def estimate_transform(geometry, model=None, *, num_points: int = DEFAULT_NUM_POINTS, seed: int = 0,
@@ -263,6 +271,7 @@ def estimate_transform(geometry, model=None, *, num_points: int = DEFAULT_NUM_PO
     scale = (p - centroid).norm(dim=-1).max()
     if not scale > 0:  # all points coincide: no orientation exists
         frame, origin, degenerate, conditioning = torch.eye(3, dtype=p.dtype, device=device), centroid, True, 0.0
+        fragile = False
     else:
         with torch.no_grad():
             out = canon(((p - centroid) / scale).unsqueeze(0))  # the network sees the unit-sphere cloud (1, M, 3)
@@ -270,6 +279,7 @@ def estimate_transform(geometry, model=None, *, num_points: int = DEFAULT_NUM_PO
         origin = centroid if out.origin is None else centroid + scale * out.origin[0]
         degenerate = bool(out.degenerate[0]) if out.degenerate is not None else False
         conditioning = float(out.conditioning[0]) if out.conditioning is not None else 1.0
+        fragile = bool(out.fragile[0]) if out.fragile is not None else False
     r = frame.cpu().numpy()
     det = float(np.linalg.det(r))
     if not abs(det - 1) < 1e-6:
@@ -279,7 +289,7 @@ def estimate_transform(geometry, model=None, *, num_points: int = DEFAULT_NUM_PO
     t[:3, :3] = r.T
     t[:3, 3] = -(r.T @ origin.cpu().numpy())
     return CanonicalFrame(transform=t, degenerate=degenerate, conditioning=conditioning, sampling=seen,
-                          num_samples=len(points))
+                          num_samples=len(points), fragile=fragile)
 
 
 def canonicalize(geometry, model=None, *, num_points: int = DEFAULT_NUM_POINTS, seed: int = 0,
@@ -313,11 +323,15 @@ def canonicalize(geometry, model=None, *, num_points: int = DEFAULT_NUM_POINTS, 
         FileNotFoundError: ``model=None`` and the default weights are not installed, or a missing path.
 
     A (nearly) symmetric shape has no unique frame: it is only centred and a
-    :class:`DegenerateFrameWarning` is issued (:func:`estimate_transform` reports this as flags).
+    :class:`DegenerateFrameWarning` is issued; a shape whose up axis was chosen by a small margin gets a
+    :class:`FragileFrameWarning` (:func:`estimate_transform` reports both as flags).
     """
     frame = estimate_transform(geometry, model, num_points=num_points, seed=seed, sampling=sampling)
     if frame.degenerate:
         warnings.warn("the shape is (nearly) symmetric, so its canonical rotation is not unique: it was only "
                       f"centred (conditioning {frame.conditioning:.2e})", DegenerateFrameWarning, stacklevel=2)
+    elif frame.fragile:
+        warnings.warn("the shape's up axis was chosen by a small margin over another: another sampling of its "
+                      "surface (num_points, seed) may turn it another way up", FragileFrameWarning, stacklevel=2)
     out = apply_transform(geometry, frame.transform)
     return (out, frame.transform) if return_transform else out

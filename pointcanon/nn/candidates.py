@@ -31,15 +31,23 @@ How (``x`` centred, ``(B, N, 3)``):
 The input is degenerate (flagged, conditioning 0) when two covariance eigenvalues nearly coincide
 (relative gap below ``degenerate_tol``: the principal axes are not unique), the two best logits
 nearly tie (``margin_tol``), or (with ``normal_k``) a seen point's normal is orthogonal to its position
-to rounding, so that its sign is undefined (a flat shape whose plane holds the centroid); a cloud with no extent (all points coincide) gets the identity frame.
+to rounding, so that its sign is undefined (a flat shape whose plane holds the centroid), or the input's own
+rounding is a material part of the shape (``eps(dtype) * max|x|`` above
+:data:`~pointcanon.core.validation.ROUNDING_TOL` = 1e-3 of the radius: float32 coordinates about 1e4 radii
+from the origin; centring in float64 cannot restore what the input's rounding lost); a cloud with no extent
+(all points coincide) gets the identity frame. Coordinates beyond a quarter of the dtype's largest value
+raise ``ValueError`` (the canonical cloud could overflow); below that every output is finite.
 Otherwise ``conditioning`` is the relative eigengap: rounding errors of the input move the frame by
 about (relative rounding error) / conditioning. The frame of a flagged input is still the computed one
 (finite, deterministic), not a fallback, because its up axis is often still right (a bottle); it is not
 guaranteed to be equivariant. Gradients w.r.t. the input treat the principal axes as constants.
+
+Separately, ``fragile`` flags a choice of up axis that is exact but not firm: the two most likely up
+hypotheses (:meth:`CandidateCanonicalizer.hypotheses`) are within ``fragile_margin`` in log-probability, so
+another sampling of the same surface (another density, another scanner) may put another axis up.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -50,61 +58,16 @@ from ..core.frames import frame_from_vectors
 from ..core.groups import GroupName
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
-from ..core.validation import check_dtype, check_points, cloud_radius
+from ..core.validation import check_dtype, check_points, check_range, cloud_radius, coarse_rounding, centre
+from .axes import principal_frames, signed_permutations, tilt_rotations, up_margin, up_masses
 from .knn import fixed_index_sample, gather_neighbours, knn, sign_undefined, surface_normals
-from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax, segment_sum
+from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax
 
 CANDIDATE_GROUPS = ("SE3", "E3")
 DEFAULT_TILTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
 FIT_PRIORS = ("upright", "identity")
 POOLINGS = ("max", "max+mean")
-
-
-def signed_permutations(proper: bool = True, dtype=torch.float64) -> Tensor:
-    """The 3x3 signed permutation matrices ``(24, 3, 3)`` with det +1 (``proper``) or all 48.
-    The identity comes first."""
-    mats = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            m = torch.zeros(3, 3, dtype=torch.float64)
-            for col, row in enumerate(perm):
-                m[row, col] = signs[col]
-            if not proper or torch.linalg.det(m) > 0:
-                mats.append(m)
-    return torch.stack(mats).to(dtype)
-
-
-def tilt_rotations(tilts_deg, dtype=torch.float64) -> Tensor:
-    """``R_x(a) @ R_y(b)`` for every pair ``(a, b)`` of ``tilts_deg`` (degrees): ``(T*T, 3, 3)``. They tilt
-    a candidate's z axis by ``a`` about its x axis and ``b`` about its y axis; 0 gives the identity."""
-    t = torch.deg2rad(torch.as_tensor(tuple(tilts_deg), dtype=torch.float64))
-    c, s = torch.cos(t), torch.sin(t)
-    one, zero = torch.ones_like(t), torch.zeros_like(t)
-    rx = torch.stack([one, zero, zero, zero, c, -s, zero, s, c], -1).view(-1, 3, 3)
-    ry = torch.stack([c, zero, s, zero, one, zero, -s, zero, c], -1).view(-1, 3, 3)
-    return (rx[:, None] @ ry[None, :]).reshape(-1, 3, 3).to(dtype)
-
-
-def principal_frames(centred: Tensor, batch: Tensor | None = None, counts: Tensor | None = None
-                     ) -> tuple[Tensor, Tensor, Tensor]:
-    """Principal axes of centred clouds ``(B, N, 3)`` (or a ragged ``(P, 3)`` with ``batch`` ``(P,)`` and the
-    point ``counts`` ``(B,)``): frames ``(B, 3, 3)`` (columns by ascending eigenvalue, det +1, float64,
-    detached), the relative eigengap ``(B,)`` in [0, 1] (``min(l2 - l1, l3 - l2) / l3``; 0 for a cloud
-    with no extent) and the largest eigenvalue ``(B,)``."""
-    with torch.no_grad():
-        x = centred.detach().double()
-        if batch is None:
-            cov = x.transpose(1, 2) @ x / x.shape[1]
-        else:
-            cov = segment_sum(x[:, :, None] * x[:, None, :], batch, counts.shape[0]) / counts.double()[:, None, None]
-        evals, evecs = torch.linalg.eigh(cov)
-        flip = torch.where(torch.linalg.det(evecs) < 0, -1.0, 1.0).to(evecs.dtype)
-        evecs = torch.cat([evecs[..., :2], evecs[..., 2:] * flip[:, None, None]], -1)
-        top = evals[:, 2]
-        gap = torch.minimum(evals[:, 1] - evals[:, 0], evals[:, 2] - evals[:, 1])
-        tiny = torch.finfo(torch.float64).tiny ** 0.5
-        rel = torch.where(top > tiny, gap / top.clamp_min(tiny), torch.zeros_like(top)).clamp(0, 1)
-    return evecs, rel, top
+DEFAULT_FRAGILE_MARGIN = 1.25  # log-probability; chosen on ModelNet40 test shapes (docs/mesh.md, "Stability")
 
 
 class PointBatchNorm(nn.BatchNorm1d):
@@ -153,9 +116,11 @@ class CandidateCanonicalizer(nn.Module):
         degenerate_tol: relative eigengap below which the principal axes count as non-unique.
         margin_tol: best-minus-second logit below ``margin_tol * (1 + |best|)`` counts as a tie.
         sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
+        fragile_margin: an up axis chosen by less than this log-probability gap over the second most likely
+            one is flagged ``fragile`` (0: never); settable. Files saved without it get the default.
 
     Shapes: input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``,
-    origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning ``(B,)``,
+    origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning / fragile ``(B,)``,
     logits ``(B, K)`` over the K candidates ``F0 @ P_k`` and index ``(B,)`` of the chosen one.
     """
 
@@ -163,7 +128,8 @@ class CandidateCanonicalizer(nn.Module):
                  tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, normal_k: int = 0,
                  normal_points: int | None = 1024, views: int = 1,
                  refine: bool = False, batch_norm: bool = True, pooling: str = "max",
-                 degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0):
+                 degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0,
+                 fragile_margin: float = DEFAULT_FRAGILE_MARGIN):
         super().__init__()
         group = GroupName.parse(group).value
         if group not in CANDIDATE_GROUPS:
@@ -191,6 +157,7 @@ class CandidateCanonicalizer(nn.Module):
         self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k, normal_k=normal_k,
                             normal_points=normal_points, views=views, refine=bool(refine), batch_norm=bool(batch_norm), pooling=pooling,
                             degenerate_tol=degenerate_tol, margin_tol=margin_tol, sharpness=sharpness)
+        self.fragile_margin = fragile_margin
         self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
         self.normal_points = normal_points
         self.group, self.num_points, self.refine = group, num_points, bool(refine)
@@ -235,6 +202,17 @@ class CandidateCanonicalizer(nn.Module):
         self.hparams["views"] = n
 
     @property
+    def fragile_margin(self) -> float:
+        """Up axes chosen by a smaller log-probability gap are flagged ``fragile`` (settable; 0: never)."""
+        return self.hparams["fragile_margin"]
+
+    @fragile_margin.setter
+    def fragile_margin(self, margin: float) -> None:
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < math.inf:
+            raise ValueError(f"fragile_margin must be a finite log-probability gap >= 0, got {margin!r}")
+        self.hparams["fragile_margin"] = float(margin)
+
+    @property
     def num_candidates(self) -> int:
         return self.candidates.shape[0]
 
@@ -250,21 +228,21 @@ class CandidateCanonicalizer(nn.Module):
             counts, offsets = check_ragged(x, batch)
             batch = batch.long()
         check_dtype(self, x)
+        check_range(x)
         if batch is None:
-            centroid = x.mean(1)
-            centred = x - centroid.unsqueeze(1)
-            f0, gap, top = principal_frames(centred)
+            centroid, centred = centre(x)
+            f0, gap, extent = principal_frames(centred)
             scale = x.detach().abs().amax((1, 2)).double()
             radius = cloud_radius(centred)
             centred_unit = centred / radius[:, None, None]
         else:
             centroid, centred, radius = ragged_centre(x, batch, counts)
-            f0, gap, top = principal_frames(centred, batch, counts)
+            f0, gap, extent = principal_frames(centred, batch, counts)
             scale = segment_amax(x.detach().abs().amax(-1), batch, counts.shape[0]).double()
             centred_unit = centred / radius[batch, None]
         # no extent (all points coincide, up to the rounding of the centroid): no orientation at all
-        no_extent = top.sqrt() <= 1e-6 * scale
-        gap = torch.where(no_extent, torch.zeros_like(gap), gap)
+        no_extent = extent <= 1e-6 * scale
+        gap = torch.where(no_extent | coarse_rounding(scale, radius, x.dtype), torch.zeros_like(gap), gap)  # flagged
         cands = (f0.unsqueeze(1) @ self.candidates64.to(f0.device).unsqueeze(0)).to(x.dtype)
         f0x = f0.to(x.dtype)
         largest = x.shape[1] if batch is None else int(counts.max())
@@ -372,8 +350,10 @@ class CandidateCanonicalizer(nn.Module):
             tie = margin <= self.margin_tol * (1 + top2[:, 0].abs())
             degenerate = (gap < self.degenerate_tol) | tie | m_degenerate | ~torch.isfinite(logits).all(-1)
             conditioning = torch.where(degenerate, 0.0, gap).to(x.dtype)
+            fragile = None if logits.shape[-1] != self.up_group.shape[0] else \
+                ~(up_margin(up_masses(logits, self.up_group)[0]) >= self.fragile_margin) & ~no_extent
         return Canonicalization(frame=frame, canonical=canonical, origin=centroid, degenerate=degenerate,
-                                conditioning=conditioning, logits=logits, index=index, batch=batch)
+                                conditioning=conditioning, logits=logits, index=index, batch=batch, fragile=fragile)
 
     def hypotheses(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Canonicalization]:
         """The ``k`` most likely *up hypotheses* of every cloud ``x`` ``(B, N, 3)``: the candidates are
@@ -392,10 +372,7 @@ class CandidateCanonicalizer(nn.Module):
         prepared = self._prepare(x)
         centroid, cands, _, view, mask, no_extent = prepared
         logits = self.candidate_logits(view, mask)  # (B, K)
-        groups = self.up_group.unsqueeze(0).expand_as(logits)
-        masked = torch.stack([logits.masked_fill(groups != g, float("-inf")) for g in range(6)], 1)  # (B, 6, K)
-        mass = masked.logsumexp(-1)  # (B, 6)
-        best = masked.argmax(-1)  # (B, 6)
+        mass, best = up_masses(logits, self.up_group)  # (B, 6), (B, 6)
         top = mass.topk(k, -1)
         index = best.gather(1, top.indices)  # (B, k)
         rows = torch.arange(x.shape[0], device=x.device)[:, None]

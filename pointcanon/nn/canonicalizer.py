@@ -8,9 +8,9 @@ from torch import Tensor, nn
 from ..core.frames import TINY, frame_from_vectors, parse_axes
 from ..core.groups import GroupName
 from ..core.result import Canonicalization
-from ..core.validation import check_dtype, check_points, cloud_radius
+from ..core.validation import check_dtype, check_points, check_range, cloud_radius, coarse_rounding, centre
 from .knn import farthest_point_sample, fixed_index_sample, gather_neighbours, knn
-from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_mean
+from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax, segment_mean
 from .vn import VNCross, VNLinear, VNLinearLeakyReLU, vn_mean_pool
 
 CANONICALIZER_GROUPS = ("SE3", "E3")
@@ -34,7 +34,10 @@ class VNCanonicalizer(nn.Module):
         negative_slope: of the VN leaky ReLUs.
         degenerate_tol: an input is flagged degenerate (``conditioning`` 0) when a Gram–Schmidt residual
             is below it (see :func:`pointcanon.core.frames.frame_from_vectors`) or when the pooled
-            features cancel below it (a symmetric cloud: see :meth:`predict_vectors`).
+            features cancel below it (a symmetric cloud: see :meth:`predict_vectors`). Also flagged: a cloud
+            whose own rounding, ``eps(dtype) * max|x|``, exceeds
+            :data:`~pointcanon.core.validation.ROUNDING_TOL` (1e-3) of its radius (float32 coordinates
+            about 1e4 radii from the origin: the input has already lost the shape's detail).
         covariance: also feed ``C p`` and ``C o`` per point (``C`` the trace-normalised covariance of the
             cloud, ``C(x Q^T) = Q C Q^T``): equivariant access to the principal axes.
         pseudovectors: (SE3 only; default on) let the output layer also use cross products of pooled
@@ -48,6 +51,10 @@ class VNCanonicalizer(nn.Module):
             and the synthetic shapes, ``"zx"`` for ShapeNet mapped to z-up (the ShapeNetPart datasets record
             it as ``frame_axes``; nothing applies it automatically, pass ``axes=ds.frame_axes``). With
             the pseudovector head (SE3 default) any pair works; the choice matters most for ``"E3"``.
+
+    Coordinates are centred in float64 without overflow; every output is finite for coordinates up to a
+    quarter of the dtype's largest value (:func:`~pointcanon.core.validation.coordinate_limit`), and larger
+    ones raise ``ValueError``.
 
     Shapes:
         input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``, origin
@@ -159,14 +166,15 @@ class VNCanonicalizer(nn.Module):
                 raise ValueError(f"{type(self).__name__} does not take ragged batches; pad them to (B, N, 3)")
             counts, offsets = check_ragged(x, batch)
             check_dtype(self, x)
+            check_range(x)
             batch = batch.long()
             centroid, centred, scale = ragged_centre(x, batch, counts)
             vectors, pooled, signal = self._predict_ragged(centred / scale[batch, None], batch, counts, offsets)
             return self._finish(x, centroid, scale, vectors, pooled, signal, batch)
         check_points(x)
         check_dtype(self, x)
-        centroid = x.mean(1)  # (B, 3)
-        centred = x - centroid.unsqueeze(1)
+        check_range(x)
+        centroid, centred = centre(x)  # (B, 3), (B, N, 3): in float64, without overflow
         # the network sees the cloud scaled to unit radius (invariant): squares inside the layers stay
         # finite for coordinates up to the dtype's limit, and so do the gradients
         scale = cloud_radius(centred)
@@ -177,7 +185,10 @@ class VNCanonicalizer(nn.Module):
         frame, degenerate, conditioning = frame_from_vectors(vectors, proper=self.group == "SE3",
                                                              tol=self.degenerate_tol, axes=self.axes)
         cancelled = signal < self.degenerate_tol  # symmetric input: the vectors are rounding noise
-        degenerate = degenerate | cancelled
+        with torch.no_grad():
+            top = x.detach().abs().amax(-1)
+            top = top.amax(-1) if batch is None else segment_amax(top, batch, scale.shape[0])
+        degenerate = degenerate | cancelled | coarse_rounding(top, scale, x.dtype)  # far off the origin
         conditioning = torch.where(degenerate, 0.0, torch.minimum(conditioning, signal.to(conditioning.dtype)))
         origin = centroid if self.offset is None else centroid + self.offset(pooled).squeeze(1) * scale[:, None]
         if batch is None:

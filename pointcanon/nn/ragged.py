@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..core.validation import check_points
+from ..core.validation import check_points, power_of_two_scale
 from .knn import subset_priority
 
 
@@ -90,11 +90,15 @@ def segment_mean(src: Tensor, batch: Tensor, size: int, counts: Tensor | None = 
 
 def ragged_centre(x: Tensor, batch: Tensor, counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Centroids ``(B, 3)``, the centred points ``(P, 3)`` and every cloud's radius ``(B,)`` (largest point
-    norm, computed without overflow like :func:`~pointcanon.core.validation.cloud_radius`)."""
+    norm), without overflow: centred in float64 after an exact power-of-two scaling, like
+    :func:`~pointcanon.core.validation.centre`, the radius like :func:`~pointcanon.core.validation.cloud_radius`."""
     b = counts.shape[0]
-    centroid = segment_mean(x, batch, b, counts)
-    centred = x - centroid[batch]
     tiny = torch.finfo(x.dtype).tiny
+    with torch.no_grad():
+        m = power_of_two_scale(segment_amax(x.detach().abs().amax(-1), batch, b))[:, None]  # (B, 1)
+    x64 = x.double() / m[batch]
+    c = segment_mean(x64, batch, b, counts)
+    centroid, centred = (c * m).to(x.dtype), ((x64 - c[batch]) * m[batch]).to(x.dtype)
     with torch.no_grad():
         top = segment_amax(centred.detach().abs().amax(-1), batch, b).clamp_min(tiny)
         radius = (segment_amax((centred.detach() / top[batch, None]).norm(dim=-1), batch, b) * top).clamp_min(tiny)

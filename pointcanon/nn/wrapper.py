@@ -96,6 +96,11 @@ class CanonicalizedModel(nn.Module):
     drawn with its weight (one backbone pass); ``"mixture"`` trains on the combined output (k passes), so
     that the task loss also reaches the canonicalizer's scores through the weights. ``hypothesis_rule=
     "selector"`` needs ``selector``, a :class:`HypothesisSelector` (part of the model's state).
+
+    Never NaN silently: the canonicalizers give finite canonical clouds for coordinates up to a quarter of
+    the dtype's largest value and raise ``ValueError`` beyond; where the backbone (with finite weights)
+    still returns NaN or inf for canonical coordinates beyond the square root of that value (their squares
+    overflow: DGCNN on float32 clouds scaled by 1e38), ``forward`` raises ``ValueError`` naming their range.
     """
 
     def __init__(self, canonicalizer: nn.Module, backbone: nn.Module, vector_keys: tuple[str, ...] = ("normals",),
@@ -151,6 +156,7 @@ class CanonicalizedModel(nn.Module):
             if batch is not None:
                 raise ValueError("hypotheses > 1 takes dense (B, N, 3) batches")
             out, canon = self._over_hypotheses(x, args)
+            self._check_finite(out, canon)
             return (out, canon) if return_canonicalization else out
         if batch is None:
             canon: Canonicalization = self.canonicalizer(x)
@@ -158,6 +164,21 @@ class CanonicalizedModel(nn.Module):
         else:
             canon = self.canonicalizer(x, batch=batch)
             out = self.backbone(canon.canonical, *args, batch=batch)
+        self._check_finite(out, canon)
         if isinstance(out, dict):
             out = {k: canon.vectors_from_canonical(v) if k in self.vector_keys else v for k, v in out.items()}
         return (out, canon) if return_canonicalization else out
+
+    def _check_finite(self, out, canon: Canonicalization) -> None:
+        """Raise ``ValueError`` when the backbone's output ``out`` (a tensor or a dict of them) holds NaN or inf
+        for canonical coordinates beyond the square root of the dtype's largest value, with finite weights:
+        coordinates that large overflowed it. (Non-finite outputs of ordinary clouds, e.g. from a diverged
+        training run, are left to the training loop's own check.)"""
+        values = out.values() if isinstance(out, dict) else (out,)
+        if all(torch.isfinite(v).all() for v in values if isinstance(v, Tensor) and v.is_floating_point()):
+            return
+        reach = float(canon.canonical.detach().abs().max())
+        if reach > torch.finfo(canon.canonical.dtype).max ** 0.5 and \
+                all(torch.isfinite(p).all() for p in self.backbone.parameters()):
+            raise ValueError(f"the backbone returned NaN or inf for canonical clouds with coordinates up to {reach:.3g}: "
+                             "coordinates that large overflow it; rescale the input (e.g. to unit radius)")
