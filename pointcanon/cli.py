@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 
 from .datasets import DATASET_TASKS
+from .registry import DATASETS
 
 PROTOCOL_CHOICES = ("upright", "z", "SO3")  # = train.PROTOCOLS (not imported here: keeps --help fast)
-CLS_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "cls")
-PARTSEG_DATASETS = tuple(name for name, task in DATASET_TASKS.items() if task == "partseg")
-DATASET_CHOICES = tuple(DATASET_TASKS)
+CLS_DATASETS = tuple(name for name, cls in DATASETS.items() if cls.task == "cls")
+PARTSEG_DATASETS = tuple(name for name, cls in DATASETS.items() if cls.task == "partseg")
+DATASET_CHOICES = tuple(DATASETS)
 
 
 def _datasets(name: str, root: str | None, num_points: int, max_shapes: int | None = None, splits=("train", "test"),

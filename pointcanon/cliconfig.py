@@ -13,16 +13,15 @@ import json
 import math
 from pathlib import Path
 
-from .config import (AUGMENTATIONS, CANONICALIZER_CHOICES, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig,
-                     parse_rotation)
+from .config import AUGMENTATIONS, FIELD_HELP, KWARGS_GROUPS, PRIOR_CHOICES, TRAIN_ROTATIONS, TrainConfig, parse_rotation
 from .datasets import DATASET_TASKS
-from .nn.backbones import BACKBONES
 from .nn.wrapper import HYPOTHESIS_TRAINING, TRAINING_RULES
 from .options import add_option_arguments, given_options
+from .registry import BACKBONES, CANONICALIZERS, DATASETS
 from .tasks import TASKS
 
-CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASET_TASKS), "backbone": tuple(BACKBONES),
-           "canonicalizer": CANONICALIZER_CHOICES, "prior": PRIOR_CHOICES, "augment": AUGMENTATIONS,
+CHOICES = {"task": tuple(TASKS), "dataset": tuple(DATASETS), "backbone": tuple(BACKBONES),
+           "canonicalizer": tuple(CANONICALIZERS), "prior": PRIOR_CHOICES, "augment": AUGMENTATIONS,
            "hypothesis_rule": TRAINING_RULES, "hypothesis_training": HYPOTHESIS_TRAINING}
 
 
@@ -152,7 +151,7 @@ def canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
 
     path = str(DEFAULT_WEIGHTS) if path == "shipped" else path
     canon = load_canonicalizer(path)
-    found = {"VNCanonicalizer": "vn", "CandidateCanonicalizer": "candidate"}[type(canon).__name__]
+    found = next(kind for kind, cls in CANONICALIZERS.items() if cls is type(canon))
     if kind not in ("none", found):
         raise ValueError(f"--canonicalizer-weights {path} holds a {found!r} canonicalizer, not --canonicalizer {kind}")
     return found, dict(canon.hparams), str(Path(path).resolve())

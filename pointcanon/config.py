@@ -5,8 +5,8 @@ import math
 from dataclasses import dataclass, field
 
 from .core.groups import GroupName
-from .nn.backbones import BACKBONES
 from .nn.wrapper import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING
+from .registry import BACKBONES, CANONICALIZERS, PRESETS
 from .tasks import TASKS
 
 PROTOCOLS = ("upright", "z", "SO3")  # test rotations: none, random about z, random in SO(3)
@@ -30,7 +30,6 @@ def parse_rotation(value, allowed=TRAIN_ROTATIONS, what: str = "rotation") -> st
 MAX_POINTS = 100_000  # points per shape (the datasets hold 2048 to ~3000); more is a typo, not a request
 PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
 AUGMENTATIONS = ("none", "scale-shift")  # training-time changes of each shape besides its rotation
-CANONICALIZER_CHOICES = ("none", "vn", "vn-approx", "candidate")
 KWARGS_GROUPS = {"canonicalizer_kwargs": "canonicalizer", "backbone_kwargs": "backbone", "dataset_kwargs": "dataset"}
 # the help of every TrainConfig field (the CLI's --help is generated from it; kwargs fields: --GROUP.NAME)
 FIELD_HELP = {
@@ -38,9 +37,9 @@ FIELD_HELP = {
     "dataset": "the dataset (its options: --dataset.NAME)",
     "data_root": "dataset folder (not needed for synthetic / posed)",
     "backbone": "the network that classifies or segments (its options: --backbone.NAME)",
-    "canonicalizer": "candidate: scored principal-axis candidates + refinement (recommended); vn: vector-neuron "
-                     "regression; vn-approx: approximately equivariant (learned fixed symmetry-breaking vectors); "
-                     "its options: --canonicalizer.NAME",
+    "canonicalizer": "the canonicalizer in front of the backbone: " + ", ".join(
+        f"{k} ({c.__name__ if c else 'the backbone alone'}{', recommended' if k == PRESETS['upright'][0] else ''})"
+        for k, c in CANONICALIZERS.items()) + "; its options: --canonicalizer.NAME",
     "canonicalizer_weights": "start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)",
     "freeze_canonicalizer": "keep the canonicalizer fixed (needs weights)",
     "train_rotation": "random rotation of every training shape: none, z (about the up axis) or SO3 (any case)",
@@ -78,7 +77,7 @@ class TrainConfig:
     data_root: str | None = None
     backbone: str = "pointnet"
     backbone_kwargs: dict = field(default_factory=dict)
-    canonicalizer: str = "none"  # "none" | "vn" | "vn-approx" (ApproximateVNCanonicalizer) | "candidate"
+    canonicalizer: str = "none"  # a kind of pointcanon.registry.CANONICALIZERS
     canonicalizer_kwargs: dict = field(default_factory=dict)
     canonicalizer_weights: str | None = None  # canonicalizer file to start from (e.g. the shipped upright one)
     freeze_canonicalizer: bool = False
@@ -104,7 +103,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         self.train_rotation = parse_rotation(self.train_rotation, what="train_rotation")
-        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, CANONICALIZER_CHOICES),
+        checks = [("task", self.task, tuple(TASKS)), ("backbone", self.backbone, tuple(BACKBONES)), ("canonicalizer", self.canonicalizer, tuple(CANONICALIZERS)),
                   ("prior", self.prior, PRIOR_CHOICES), ("augment", self.augment, AUGMENTATIONS), ("hypothesis_rule", self.hypothesis_rule, HYPOTHESIS_RULES),
                   ("hypothesis_training", self.hypothesis_training, HYPOTHESIS_TRAINING)]
         for name, value, allowed in checks:

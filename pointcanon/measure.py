@@ -1,5 +1,7 @@
 """``pointcanon measure``: the learned-equivariance measure of every layer of a trained point-cloud model
-(see :mod:`pointcanon.core.equivariance` for the formula), printed as a table and plotted.
+(see :mod:`pointcanon.core.equivariance` for the formula), printed as a table and plotted; and
+:func:`frame_scores`, how well a canonicalizer stands upright shapes up (the scores of the scripts that
+train, score and tune canonicalizers, on the test splits of :data:`UPRIGHT_DATASETS`).
 
 Vector-neuron layers (the canonicalizer) are compared under ``f(g.x)`` vs ``R f(x)`` on their xyz axis;
 every other layer (per-point scalars ``(B, C, N)``, pooled features, logits) is expected to be invariant.
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 from .core.io import atomic_write, check_output_file, not_a_file, safe_load, write_json
 from .core.actions import INVARIANT, VN_FEATURES
 from .core.equivariance import EquivarianceReport, actions_by_type, evaluate_equivariance
+from .datasets import ModelNet40HDF5, ShapeNetPartHDF5
 from .nn.approximate import ApproximateVNCanonicalizer, FixedInputs
 from .nn.backbones import TNet
 from .nn.vn import VNBatchNorm, VNCross, VNLeakyReLU, VNLinear, VNMaxPool
@@ -27,6 +30,31 @@ POINT_LAYER_ACTIONS = actions_by_type({TNet: None, VNLinear: VN_FEATURES, VNLeak
                                        VNBatchNorm: VN_FEATURES, VNMaxPool: VN_FEATURES, VNCross: VN_FEATURES,
                                        FixedInputs: VN_FEATURES},
                                       default=INVARIANT)
+
+# upright datasets the canonicalizer scripts train and score on: name -> (reader, default folder, relative to
+# the working directory (the repository root: the shared copy), description); both readers give z-up points
+UPRIGHT_DATASETS = {
+    "modelnet40": (ModelNet40HDF5, "../shared/data/modelnet40_hdf5_1024",
+                   "ModelNet40 train split (9,843 upright shapes, 1,024 points, z up)"),
+    "shapenetpart": (ShapeNetPartHDF5, "../shared/data/shapenet_part_pseudo_hdf5_2048",
+                     "ShapeNetPart train split of the shared copy (2,151 shapes, 2,048 points, y up mapped to z up)"),
+}
+
+
+def frame_scores(canon, points: Tensor, batch: int = 256) -> dict[str, float]:
+    """Up-axis and full-frame agreement of ``canon`` on upright clouds ``(n, N, 3)`` (``canon`` is put in
+    eval mode): the share of canonical up axes within 10 / 20 deg of the input's z and their median angle,
+    the share of frames within 15 deg (geodesic) of the identity and their median angle."""
+    canon.eval()
+    with torch.no_grad():
+        frames = torch.cat([canon(points[i:i + batch]).frame for i in range(0, len(points), batch)])
+    up = torch.rad2deg(torch.acos(frames[:, 2, 2].clamp(-1, 1)))  # canonical z axis vs the input's z
+    cos = ((frames.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+    full = torch.rad2deg(torch.acos(cos))
+    return {"shapes": len(points), "up_within_10deg": (up < 10).double().mean().item(),
+            "up_within_20deg": (up < 20).double().mean().item(), "median_up_angle_deg": up.median().item(),
+            "frame_within_15deg": (full < 15).double().mean().item(), "median_frame_angle_deg": full.median().item()}
+
 
 def load_model(path) -> tuple[nn.Module, object, dict]:
     """Rebuild a checkpoint's model in eval mode (``vn-approx`` included): ``(model, TrainConfig, state)``."""

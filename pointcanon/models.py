@@ -17,10 +17,13 @@ from .config import TrainConfig
 from .core.io import FORMAT as CHECKPOINT_FORMAT, atomic_write, load_checkpoint, not_a_file, safe_load
 from .nn import CanonicalizedModel, CandidateCanonicalizer, HypothesisSelector, VNCanonicalizer
 from .nn.approximate import ApproximateVNCanonicalizer
+from .registry import CANONICALIZERS, build_canonicalizer
 from .tasks import get_task
 
-# the exactly equivariant canonicalizers a canonicalizer file may hold, by the name stored in the file
-CANONICALIZER_CLASSES = {"VNCanonicalizer": VNCanonicalizer, "CandidateCanonicalizer": CandidateCanonicalizer}
+# the exactly equivariant canonicalizers of the registry (a canonicalizer file may hold one), by the class
+# name stored in the file
+CANONICALIZER_CLASSES = {cls.__name__: cls for cls in CANONICALIZERS.values()
+                         if cls is not None and not issubclass(cls, ApproximateVNCanonicalizer)}
 
 CANONICALIZER_FORMAT = "pointcanon-canonicalizer"
 CANONICALIZER_VERSION = 1
@@ -28,22 +31,21 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "upright_modelne
 
 
 def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
-    """The task's backbone, wrapped in a :class:`CanonicalizedModel` when ``cfg.canonicalizer == "vn"``.
+    """The task's backbone, wrapped in a :class:`CanonicalizedModel` with the canonicalizer
+    ``cfg.canonicalizer`` (:func:`~pointcanon.registry.build_canonicalizer`) unless that is ``"none"``.
     ``sizes``: ``{"num_classes": C}`` (or just C) for classification, ``{"num_parts", "num_categories"}``
     for part segmentation."""
     if isinstance(sizes, int):
         sizes = {"num_classes": sizes}
     backbone = get_task(cfg.task).build_backbone(cfg.backbone, sizes, cfg.backbone_kwargs)
-    if cfg.canonicalizer == "none":
+    canon = build_canonicalizer(cfg.canonicalizer, **cfg.canonicalizer_kwargs)
+    if canon is None:
         return backbone
-    if cfg.canonicalizer == "vn-approx":
-        return CanonicalizedModel(ApproximateVNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
-    if cfg.canonicalizer == "candidate":
-        selector = HypothesisSelector(sizes["num_classes"]) if cfg.hypothesis_rule == "selector" else None
-        return CanonicalizedModel(CandidateCanonicalizer(**cfg.canonicalizer_kwargs), backbone,
-                                  hypotheses=cfg.hypotheses, hypothesis_rule=cfg.hypothesis_rule,
-                                  hypothesis_training=cfg.hypothesis_training, selector=selector)
-    return CanonicalizedModel(VNCanonicalizer(**cfg.canonicalizer_kwargs), backbone)
+    if not isinstance(canon, CandidateCanonicalizer):  # up hypotheses are the candidate canonicalizer's
+        return CanonicalizedModel(canon, backbone)
+    selector = HypothesisSelector(sizes["num_classes"]) if cfg.hypothesis_rule == "selector" else None
+    return CanonicalizedModel(canon, backbone, hypotheses=cfg.hypotheses, hypothesis_rule=cfg.hypothesis_rule,
+                              hypothesis_training=cfg.hypothesis_training, selector=selector)
 
 
 def load_canonicalizer_weights(model: CanonicalizedModel, path) -> None:
@@ -165,7 +167,9 @@ def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
 
 def load_default_canonicalizer() -> CandidateCanonicalizer:
     """The shipped canonicalizer, ``pointcanon/weights/upright_modelnet40.pt`` (trained on upright
-    ModelNet40 with an upright prior). Raises ``FileNotFoundError`` naming the file when it is missing."""
+    ModelNet40 with an upright prior): the recommended ``"upright"`` recipe of :mod:`pointcanon.registry`
+    (``build_canonicalizer("upright")`` is the same network untrained). Raises ``FileNotFoundError`` naming
+    the file when it is missing."""
     if not DEFAULT_WEIGHTS.is_file():
         raise FileNotFoundError(
             f"the default canonicalizer weights {DEFAULT_WEIGHTS} are not installed: pass model= a "

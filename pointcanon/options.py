@@ -2,11 +2,12 @@
 ``--canonicalizer.<name>``, ``--backbone.<name>`` and ``--dataset.<name>`` on the command line and for
 ``TrainConfig.canonicalizer_kwargs`` / ``backbone_kwargs`` / ``dataset_kwargs``.
 
-Each group maps a kind (``"vn"``, ``"pointnet"``, ``"modelnet40"``, ...) to the class it builds; an
-option is a keyword parameter of one or more of those classes, with its type (from the annotation), its
-default and its help (from the class docstring's ``Args:``). Parameters the training derives itself
-(class counts, split, root, number of points, transforms) are not options. Writing this small reader
-instead of a second copy of ~40 parameters in dataclasses keeps one place per parameter: the constructor.
+Each group maps a kind (``"vn"``, ``"pointnet"``, ``"modelnet40"``, ...: the names of
+:mod:`pointcanon.registry`) to the class it builds; an option is a keyword parameter of one or more of
+those classes, with its type (from the annotation), its default and its help (from the class docstring's
+``Args:``). Parameters the training derives itself (class counts, split, root, number of points,
+transforms) are not options. Writing this small reader instead of a second copy of ~40 parameters in
+dataclasses keeps one place per parameter: the constructor.
 """
 from __future__ import annotations
 
@@ -18,18 +19,14 @@ import re
 from dataclasses import dataclass
 
 from .core.groups import GroupName
-from .datasets import ModelNet40HDF5, ModelNetOFF, PosedShapes, ShapeNetPartHDF5, ShapeNetPartNormal, SyntheticShapes
-from .nn import CandidateCanonicalizer, VNCanonicalizer
-from .nn.approximate import ApproximateVNCanonicalizer
-from .nn.backbones import BACKBONES
-from .nn.segmentation import SEGMENTERS
+from .registry import BACKBONES, CANONICALIZERS, DATASETS, SEGMENTERS
 
+# group -> kind -> the class whose constructor gives the kind's options (from pointcanon.registry; a backbone
+# kind is "NAME (cls)" or "NAME (partseg)": the two tasks build different classes)
 GROUPS = {
-    "canonicalizer": {"vn": VNCanonicalizer, "vn-approx": ApproximateVNCanonicalizer,
-                      "candidate": CandidateCanonicalizer},
+    "canonicalizer": {kind: cls for kind, cls in CANONICALIZERS.items() if cls is not None},
     "backbone": {**{f"{k} (cls)": v for k, v in BACKBONES.items()}, **{f"{k} (partseg)": v for k, v in SEGMENTERS.items()}},
-    "dataset": {"modelnet40": ModelNet40HDF5, "modelnet-off": ModelNetOFF, "synthetic": SyntheticShapes,
-                "posed": PosedShapes, "shapenetpart": ShapeNetPartHDF5, "shapenetpart-normal": ShapeNetPartNormal},
+    "dataset": dict(DATASETS),
 }
 # derived by the training (or not serialisable), never options
 DERIVED = {"canonicalizer": {"self"},

@@ -24,6 +24,7 @@ from .core.groups import apply_rigid, random_rotations, rotation_about_axis
 from .core.priors import PRIORS, EmpiricalPrior
 from .models import build_model, load_canonicalizer_weights, load_pretrained_backbone
 from .nn import CanonicalizedModel
+from .options import options
 from .tasks import get_task
 
 DEFAULT_PRIOR = {"none": "identity", "z": "upright", "SO3": "none"}  # by the backbone's training rotation
@@ -31,9 +32,11 @@ DEFAULT_PRIOR = {"none": "identity", "z": "upright", "SO3": "none"}  # by the ba
 
 def with_dataset_facts(cfg: TrainConfig, dataset) -> TrainConfig:
     """``cfg`` with what the dataset says about itself and the user did not set: the frame axes of a VN
-    canonicalizer (``dataset.frame_axes``, e.g. ``"zx"`` for ShapeNetPart mapped to z-up)."""
+    canonicalizer (``dataset.frame_axes``, e.g. ``"zx"`` for ShapeNetPart mapped to z-up), for the kinds that
+    take an ``axes`` option."""
     axes = getattr(dataset, "frame_axes", None)
-    if axes and cfg.canonicalizer in ("vn", "vn-approx") and "axes" not in cfg.canonicalizer_kwargs:
+    takes_axes = cfg.canonicalizer in options("canonicalizer")["axes"].defaults
+    if axes and takes_axes and "axes" not in cfg.canonicalizer_kwargs:
         cfg = dataclasses.replace(cfg, canonicalizer_kwargs={**cfg.canonicalizer_kwargs, "axes": axes})
     return cfg
 

@@ -5,17 +5,12 @@ test scores at that setting).
     .venv/bin/python scripts/choose_views.py runs/mn40/canon/upright.pt --views 2 [--threads 1]
 """
 import argparse
-import sys
-from pathlib import Path
 
 import torch
+from bench_canonicalizer import timeit  # scripts/ is on the path when this script runs
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_canonicalizer import timeit  # noqa: E402
-from train_upright_canonicalizer import DATASETS, frame_scores  # noqa: E402
-
-from pointcanon.mesh import load_canonicalizer, save_canonicalizer  # noqa: E402
-from pointcanon.nn import build_backbone  # noqa: E402
+from pointcanon import build_backbone, load_canonicalizer, save_canonicalizer
+from pointcanon.measure import UPRIGHT_DATASETS as DATASETS, frame_scores
 
 
 def main():

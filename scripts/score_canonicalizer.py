@@ -8,16 +8,12 @@ over to data sampled differently.
 """
 import argparse
 import ast
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_upright_canonicalizer import DATASETS, frame_scores  # noqa: E402
-
-from pointcanon.core.io import write_json  # noqa: E402
-from pointcanon.mesh import DEFAULT_WEIGHTS, load_canonicalizer  # noqa: E402
+from pointcanon.core.io import write_json
+from pointcanon.measure import UPRIGHT_DATASETS as DATASETS, frame_scores
+from pointcanon.models import DEFAULT_WEIGHTS, load_canonicalizer
 
 
 def parse_setting(text: str) -> tuple[str, object]:

@@ -31,23 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from pointcanon.core import identity_prior, upright_prior
-from pointcanon.datasets import ModelNet40HDF5, ShapeNetPartHDF5
-from pointcanon.mesh import DEFAULT_WEIGHTS, load_canonicalizer, save_canonicalizer
+from pointcanon.measure import UPRIGHT_DATASETS as DATASETS, frame_scores
+from pointcanon.models import DEFAULT_WEIGHTS, load_canonicalizer, save_canonicalizer
 from pointcanon.nn import CandidateCanonicalizer, VNCanonicalizer
 from pointcanon.nn.candidates import POOLINGS
+from pointcanon.registry import PRESETS
 
-
-def frame_scores(canon, points: torch.Tensor, batch: int = 256) -> dict[str, float]:
-    """Up-axis and full-frame agreement of ``canon`` on upright clouds ``(n, N, 3)``."""
-    canon.eval()
-    with torch.no_grad():
-        frames = torch.cat([canon(points[i:i + batch]).frame for i in range(0, len(points), batch)])
-    up = torch.rad2deg(torch.acos(frames[:, 2, 2].clamp(-1, 1)))  # canonical z axis vs the input's z
-    cos = ((frames.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    full = torch.rad2deg(torch.acos(cos))
-    return {"shapes": len(points), "up_within_10deg": (up < 10).double().mean().item(),
-            "up_within_20deg": (up < 20).double().mean().item(), "median_up_angle_deg": up.median().item(),
-            "frame_within_15deg": (full < 15).double().mean().item(), "median_frame_angle_deg": full.median().item()}
+RECIPE = PRESETS["upright"][1]  # the shipped recipe: the defaults of --local-k, --normal-k, --pooling, --views
 
 
 def build(kind: str, a) -> torch.nn.Module:
@@ -67,15 +57,6 @@ def batch_of(train: torch.Tensor, a, g: torch.Generator) -> torch.Tensor:
     return x + a.jitter * torch.randn(x.shape, generator=g)
 
 
-# dataset -> (reader, default folder, description); both readers give z-up points
-DATASETS = {
-    "modelnet40": (ModelNet40HDF5, "../shared/data/modelnet40_hdf5_1024",
-                   "ModelNet40 train split (9,843 upright shapes, 1,024 points, z up)"),
-    "shapenetpart": (ShapeNetPartHDF5, "../shared/data/shapenet_part_pseudo_hdf5_2048",
-                     "ShapeNetPart train split of the shared copy (2,151 shapes, 2,048 points, y up mapped to z up)"),
-}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", choices=tuple(DATASETS), default="modelnet40")
@@ -90,11 +71,11 @@ def main(argv=None) -> int:
     p.add_argument("--min-points", type=int, default=256, help="fewest points of a training cloud")
     p.add_argument("--jitter", type=float, default=0.005)
     p.add_argument("--refine", action="store_true", help="candidate: add the learned correction M")
-    p.add_argument("--views", type=int, default=2, help="candidate: point subsets scored at inference (training: 1)")
-    p.add_argument("--local-k", type=int, default=10, help="candidate: neighbours of the local offset feature (0: none)")
-    p.add_argument("--normal-k", type=int, default=16,
+    p.add_argument("--views", type=int, default=RECIPE["views"], help="candidate: point subsets scored at inference (training: 1)")
+    p.add_argument("--local-k", type=int, default=RECIPE["local_k"], help="candidate: neighbours of the local offset feature (0: none)")
+    p.add_argument("--normal-k", type=int, default=RECIPE["normal_k"],
                    help="candidate: neighbours (among all points) of the surface normal feature (0: none)")
-    p.add_argument("--pooling", choices=POOLINGS, default="max+mean",
+    p.add_argument("--pooling", choices=POOLINGS, default=RECIPE["pooling"],
                    help="candidate: max (extents) or max+mean (also densities along each axis)")
     p.add_argument("--tilts", default=None, help="candidate: tilt grid in degrees, comma separated ('0': none)")
     p.add_argument("--eval-every", type=int, default=2000, help="score 500 test shapes every N steps (0: never)")

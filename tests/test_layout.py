@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "pointcanon.core": 0,
     "pointcanon.nn": 1, "pointcanon.datasets": 1,
-    "pointcanon.tasks": 2, "pointcanon.config": 2, "pointcanon.options": 2,
+    "pointcanon.tasks": 2, "pointcanon.config": 2, "pointcanon.options": 2, "pointcanon.registry": 2,
     "pointcanon.models": 3, "pointcanon.loader": 3, "pointcanon.distributed": 3,
     "pointcanon.train": 4, "pointcanon.mesh": 4, "pointcanon.measure": 4, "pointcanon.pyg": 4,
     "pointcanon.testing": 4, "pointcanon.selector": 4,

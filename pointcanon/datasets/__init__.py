@@ -10,6 +10,8 @@ yields ``(points (N, 3), category (), parts (N,))`` and has ``task = "partseg"``
 """
 from __future__ import annotations
 
+import inspect
+
 from ._common import SPLITS, Subsample, up_to_z_matrix
 from .download import download_modelnet40
 from .modelnet import ModelNet40HDF5, ModelNetOFF, load_off
@@ -24,42 +26,23 @@ __all__ = ["DATASETS", "POSES", "PosedShapes", "SPLITS", "SYNTHETIC_CLASSES", "C
            "download_modelnet40", "load_off", "up_to_z_matrix"]
 
 
-def _modelnet40(root, split, num_points, **kw):
-    return ModelNet40HDF5(root, split, num_points=num_points, **kw)
-
-
-def _modelnet_off(root, split, num_points, **kw):
-    return ModelNetOFF(root, split, num_points=num_points if num_points is not None else 1024, **kw)
-
-
-def _synthetic(root, split, num_points, **kw):  # generated in memory: root is not used
-    return SyntheticShapes(split, num_points=num_points if num_points is not None else 1024, **kw)
-
-
-def _posed(root, split, num_points, **kw):  # generated in memory: root is not used
-    return PosedShapes(split, num_points=num_points if num_points is not None else 1024, **kw)
-
-
-def _shapenetpart(root, split, num_points, **kw):
-    return ShapeNetPartHDF5(root, split, num_points=num_points, **kw)
-
-
-def _shapenetpart_normal(root, split, num_points, **kw):
-    return ShapeNetPartNormal(root, split, num_points=num_points if num_points is not None else 2048, **kw)
-
-
-DATASETS = {"modelnet40": _modelnet40, "modelnet-off": _modelnet_off, "synthetic": _synthetic, "posed": _posed,
-            "shapenetpart": _shapenetpart, "shapenetpart-normal": _shapenetpart_normal}
-DATASET_TASKS = {"modelnet40": "cls", "modelnet-off": "cls", "synthetic": "cls", "posed": "cls",
-                 "shapenetpart": "partseg", "shapenetpart-normal": "partseg"}  # the task of each named dataset
+# the named datasets (``--dataset``), name -> class; every class has ``task`` ("cls" or "partseg")
+DATASETS = {"modelnet40": ModelNet40HDF5, "modelnet-off": ModelNetOFF, "synthetic": SyntheticShapes,
+            "posed": PosedShapes, "shapenetpart": ShapeNetPartHDF5, "shapenetpart-normal": ShapeNetPartNormal}
+DATASET_TASKS = {name: cls.task for name, cls in DATASETS.items()}  # the task of each named dataset
 
 
 def build_dataset(name: str, root=None, split: str = "train", num_points: int | None = None, **kw):
-    """Build a dataset by name: ``'modelnet40'`` (:class:`ModelNet40HDF5`), ``'modelnet-off'``
-    (:class:`ModelNetOFF`), ``'synthetic'`` (:class:`SyntheticShapes`, ``root`` is ignored),
-    ``'posed'`` (:class:`PosedShapes`, ignores ``root``), ``'shapenetpart'`` (:class:`ShapeNetPartHDF5`) or ``'shapenetpart-normal'`` (:class:`ShapeNetPartNormal`).
-    Extra keyword arguments go to the class (e.g. ``up_axis``, ``transform``, ``cache_dir``, ``seed``)."""
+    """Build the dataset ``name`` of :data:`DATASETS` (``--dataset``) with its class; ``root`` goes to the
+    classes that read files (the synthetic and posed shapes are generated in memory and ignore it), and
+    ``num_points=None`` keeps the class's default. Extra keyword arguments go to the class (e.g.
+    ``up_axis``, ``transform``, ``cache_dir``, ``seed``)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name](root, split, num_points, **kw)
+    cls = DATASETS[name]
+    if num_points is not None:
+        kw["num_points"] = num_points
+    if "root" in inspect.signature(cls).parameters:
+        return cls(root, split, **kw)
+    return cls(split, **kw)  # generated in memory: no root
 
