@@ -737,3 +737,32 @@ def test_fragile_flags_are_invariant_and_fragile_margin_is_a_saved_setting(tmp_p
     del old["hparams"]["fragile_margin"]
     torch.save(old, tmp_path / "old.pt")
     assert load_canonicalizer(tmp_path / "old.pt").fragile_margin == DEFAULT_FRAGILE_MARGIN
+
+
+def test_nan_in_a_ragged_batch_names_its_cloud_not_item_0():
+    """A NaN in the second cloud of a ragged (PyG-style) batch is reported as cloud 1 and its point index,
+    not as 'batch items [0]' (the whole ragged batch seen as one item)."""
+    from pointcanon.nn import CandidateCanonicalizer
+
+    x = torch.randn(200, 3)
+    batch = torch.cat([torch.zeros(100), torch.ones(100)]).long()
+    x[150, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"clouds \[1\] of the ragged batch; points \[150\]"):
+        CandidateCanonicalizer()(x, batch)
+
+
+def test_a_mesh_at_1e300_is_sampled_and_canonicalized_like_the_same_mesh_at_unit_scale():
+    """Face areas and the cloud's radius of a mesh with coordinates near 1e300 overflowed ('every face of the
+    mesh is degenerate', then NaN transforms); they are computed overflow-free: same rotation as at scale 1."""
+    import trimesh
+    import warnings
+
+    cone = trimesh.creation.cone(1.0, 2.0)
+    huge = cone.copy()
+    huge.vertices = cone.vertices * 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, t_unit = canonicalize(cone)
+        out, t_huge = canonicalize(huge)
+    assert np.isfinite(t_huge).all() and np.isfinite(out.vertices).all()
+    np.testing.assert_allclose(t_huge[:3, :3], t_unit[:3, :3], atol=1e-9)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.validation import centre, cloud_radius
 from ..models import _float64_model
 
 SAMPLING_CHOICES = ("surface", "vertices")
@@ -127,7 +128,10 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_points: int, *, 
     if len(f) == 0:
         raise ValueError("surface sampling needs faces, the mesh has none")
     a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    areas = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    # areas of the mesh scaled by a power of two (exact): no overflow for huge coordinates, same weights
+    top = float(np.abs(v[f]).max()) if np.isfinite(v[f]).all() else np.inf
+    unit = 2.0 ** -np.ceil(np.log2(top)) if 0 < top < np.inf else 1.0
+    areas = np.linalg.norm(np.cross((b - a) * unit, (c - a) * unit), axis=1)
     total = areas.sum()
     if not (np.isfinite(total) and total > 0):
         raise ValueError("surface sampling needs faces with a positive area; every face of the mesh is degenerate")
@@ -267,14 +271,15 @@ def estimate_transform(geometry, model=None, *, num_points: int = DEFAULT_NUM_PO
     canon = _float64_model(model)
     device = next(canon.parameters()).device
     p = torch.from_numpy(points).to(device)  # (M, 3) float64
-    centroid = p.mean(0)
-    scale = (p - centroid).norm(dim=-1).max()
+    centroid, centred = centre(p.unsqueeze(0))  # overflow-free for huge coordinates (e.g. 1e300)
+    centroid, centred = centroid[0], centred[0]
+    scale = cloud_radius(centred.unsqueeze(0))[0] if bool(centred.abs().amax() > 0) else centred.new_zeros(())
     if not scale > 0:  # all points coincide: no orientation exists
         frame, origin, degenerate, conditioning = torch.eye(3, dtype=p.dtype, device=device), centroid, True, 0.0
         fragile = False
     else:
         with torch.no_grad():
-            out = canon(((p - centroid) / scale).unsqueeze(0))  # the network sees the unit-sphere cloud (1, M, 3)
+            out = canon((centred / scale).unsqueeze(0))  # the network sees the unit-sphere cloud (1, M, 3)
         frame = out.frame[0]
         origin = centroid if out.origin is None else centroid + scale * out.origin[0]
         degenerate = bool(out.degenerate[0]) if out.degenerate is not None else False

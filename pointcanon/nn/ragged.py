@@ -16,6 +16,11 @@ from .knn import subset_priority
 def check_ragged(x: Tensor, batch: Tensor, name: str = "points") -> tuple[Tensor, Tensor]:
     """Validate a ragged batch; returns the point count of every cloud ``(B,)`` and the offset of its first
     point ``(B,)``. Raises ``TypeError`` / ``ValueError`` naming the problem."""
+    if isinstance(x, Tensor) and x.ndim == 2 and x.is_floating_point() and x.shape[0] and not torch.isfinite(x).all():
+        if isinstance(batch, Tensor) and batch.shape == x.shape[:1] and not batch.is_floating_point():
+            bad = (~torch.isfinite(x)).any(-1).nonzero().flatten()
+            raise ValueError(f"{name} contains NaN or inf coordinates (clouds {batch[bad].unique()[:10].tolist()} "
+                             f"of the ragged batch; points {bad[:10].tolist()})")
     check_points(x.unsqueeze(0) if isinstance(x, Tensor) and x.ndim == 2 else x, name)
     if not isinstance(batch, Tensor) or batch.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"batch must be an integer torch.Tensor of shape (P,), got {getattr(batch, 'dtype', type(batch))}")
