@@ -204,7 +204,8 @@ class ImageCanonicalizer(nn.Module):
         canonical frame, the canonical photo ``(H', W', 3)`` uint8)."""
         check_image(image)
         dev = next((p.device for p in self.parameters()), torch.device("cpu"))
-        small = self.downscale(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(dev))[None]
+        small = self.downscale(torch.from_numpy(np.array(image, copy=True))  # a copy: photos read by PIL are read-only
+            .permute(2, 0, 1).to(dev))[None]
         logits = self.logits_from_small(small)
         index, degenerate = equivariant_argmax(logits)
         rotation, canonical = ImageRotation.to_canonical(int(index[0]), self.order, image)
