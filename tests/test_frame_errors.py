@@ -1,0 +1,48 @@
+"""scripts/frame_errors.py: per-class frame errors of a canonicalizer in front of a plain backbone, and
+which of them change the backbone's answer (issue "2 of 4": errors that matter)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "data"))
+from make_fixtures import main as make_fixtures  # noqa: E402
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("frame_errors", ROOT / "scripts" / "frame_errors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_counts_add_up_and_match_the_definitions(tmp_path, one_thread):
+    from pointcanon.cli import main as pointcanon_main
+
+    assert make_fixtures([str(tmp_path)]) == 0
+    root = tmp_path / "modelnet40_hdf5"
+    assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
+                            "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
+    script = _script()
+    out = tmp_path / "fe.json"
+    assert script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--threads", "1",
+                        "--out", str(out)]) == 0
+    s = json.loads(out.read_text())
+    rows = s["per_class"]
+    assert sum(r["shapes"] for r in rows) == s["shapes"]
+    assert sum(r["frame_off_answer_changed"] for r in rows) == s["frame_off_answer_changed"]
+    for r in rows:
+        assert r["frame_off_answer_changed"] + r["frame_off_answer_kept"] == r["frame_off"]
+        assert r["frame_off"] == round(r["shapes"] * (1 - r["frame_within_15deg"]))
+    # the canonicalized answers do not depend on the rotation protocol's seed (exact invariance)
+    out2 = tmp_path / "fe_seed1.json"
+    assert script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--threads", "1",
+                        "--seed", "1", "--out", str(out2)]) == 0
+    assert json.loads(out2.read_text())["acc_canonicalized_SO3"] == pytest.approx(s["acc_canonicalized_SO3"], abs=1e-9)
+    with pytest.raises(SystemExit):  # never overwritten
+        script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--out", str(out)])
+
