@@ -209,7 +209,7 @@ class ImageCanonicalizer(nn.Module):
         logits = self.logits_from_small(small)
         index, degenerate = equivariant_argmax(logits)
         rotation, canonical = ImageRotation.to_canonical(int(index[0]), self.order, image)
-        result = self._result(logits, index, degenerate, torch.from_numpy(canonical).permute(2, 0, 1)[None])
+        result = self._result(logits, index, degenerate, torch.from_numpy(np.array(canonical)).permute(2, 0, 1)[None])
         return result, rotation, canonical
 
 
