@@ -597,3 +597,23 @@ def test_random_rotate_takes_the_group_vocabulary():
     torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
     with pytest.raises(ValueError, match="group must be 'z'.*'SO3' or 'O3', got 'SE3'"):
         RandomRotate("SE3")
+
+
+def test_shapes_at_raw_scale_warn_and_normalize_on_request(tmp_path):
+    """A user's own scans in the official layout but at raw scale (millimetres, off the origin) used to
+    train silently far worse: they warn by default, and normalize=True centres and scales every shape."""
+    data, label = tiny(n=6, p=64)
+    write_layout(tmp_path / "ok", {"ply_data_test0.h5": (data, label)})
+    write_layout(tmp_path / "raw", {"ply_data_test0.h5": (data * 250 + np.float32(3000), label)})
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ModelNet40HDF5(tmp_path / "ok", "test")  # unit-ish scale: no warning
+        ModelNet40HDF5(tmp_path / "raw", "test", normalize=False)  # asked not to check
+    with pytest.warns(UserWarning, match="normalize=True"):
+        ModelNet40HDF5(tmp_path / "raw", "test")
+    ds = ModelNet40HDF5(tmp_path / "raw", "test", normalize=True)
+    x = ds.points.double()
+    assert x.mean(1).abs().max() < 1e-4 and torch.allclose(x.norm(dim=-1).amax(-1), torch.ones(6, dtype=torch.float64))
+    ref = ModelNet40HDF5(tmp_path / "ok", "test", normalize=True).points
+    assert torch.allclose(ds.points, ref, atol=1e-5)  # the same shapes, whatever their scale and place

@@ -2,6 +2,7 @@
 atomic ``.npy`` writes."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,30 @@ def normalize_unit_sphere(points: np.ndarray, *, what: str = "points") -> np.nda
     if not np.isfinite(r) or r <= 0:
         raise ValueError(f"{what}: cannot scale to the unit sphere (all points coincide or are not finite)")
     return c / r
+
+
+def check_scale(points: np.ndarray, what: str, normalize: bool | None) -> np.ndarray:
+    """Shapes ``(n, N, 3)`` as the models expect them. ``normalize=True``: each shape centred and scaled to
+    the unit sphere; ``None``: unchanged, but a ``UserWarning`` when they are not (median radius outside
+    [0.2, 5] or centroid off by more than half the radius: a user's own scans at raw scale, which train far
+    worse, silently); ``False``: unchanged, no check."""
+    if normalize is False:
+        return points
+    x = points.astype(np.float64)
+    centre = x.mean(1, keepdims=True)
+    radius = np.sqrt(((x - centre) ** 2).sum(-1)).max(-1)  # (n,)
+    if normalize:
+        if not (np.isfinite(radius).all() and (radius > 0).all()):
+            raise ValueError(f"{what}: a shape cannot be scaled to the unit sphere (its points coincide)")
+        return ((x - centre) / radius[:, None, None]).astype(points.dtype)
+    med_r = float(np.median(radius))
+    off = float(np.median(np.sqrt((centre[:, 0] ** 2).sum(-1)) / np.maximum(radius, np.finfo(np.float64).tiny)))
+    if not 0.2 <= med_r <= 5.0 or off > 0.5:
+        warnings.warn(f"{what}: the shapes are not centred on the unit sphere (median radius {med_r:.3g}, median "
+                      f"centroid offset {off:.2g} radii), unlike the official release the models and shipped weights "
+                      "expect; pass normalize=True (--dataset.normalize true) to centre and scale each shape",
+                      UserWarning, stacklevel=3)
+    return points
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> Path:

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ._common import (InMemoryClouds, atomic_save_npy, check_num_points, check_split, check_up_axis, hdf5_labels,
-                      hdf5_points, missing_hdf5_keys, normalize_unit_sphere, to_z_up, unreadable_hdf5)
+                      check_scale, hdf5_points, missing_hdf5_keys, normalize_unit_sphere, to_z_up, unreadable_hdf5)
 
 __all__ = ["ModelNet40HDF5", "ModelNetOFF", "load_off", "sample_mesh_points", "OFFICIAL_DIRNAME", "METADATA_FILE"]
 
@@ -67,6 +67,8 @@ class ModelNet40HDF5(InMemoryClouds):
         num_points: keep the first ``num_points`` points of every shape (default: all ``P``).
         up_axis: the up axis in the files, ``'x'``, ``'y'``, ``'z'`` or ``None`` (see above).
         transform: optional callable applied to the points ``(N, 3)`` of every item.
+        normalize: ``True`` centres and scales every shape to the unit sphere (a user's own scans at raw
+            scale); ``None`` (default) warns when the shapes are not so; ``False`` skips the check.
 
     Shapes:
         item: ``(points (N, 3) float32, label () int64)``; ``points`` attribute ``(n, N, 3)``,
@@ -81,7 +83,7 @@ class ModelNet40HDF5(InMemoryClouds):
     task = "cls"
 
     def __init__(self, root, split: str = "train", num_points: int | None = None, up_axis: str | None = None,
-                 transform=None):
+                 transform=None, normalize: bool | None = None):
         self.split = check_split(split)
         num_points = check_num_points(num_points, allow_none=True)
         if up_axis is not None:
@@ -115,7 +117,7 @@ class ModelNet40HDF5(InMemoryClouds):
                 x = x[:, :num_points]
             data.append(np.ascontiguousarray(x, dtype=np.float32))
             labels.append(y.astype(np.int64))
-        points = np.concatenate(data) if len(data) > 1 else data[0]
+        points = check_scale(np.concatenate(data) if len(data) > 1 else data[0], f"ModelNet40 {split} in {self.folder}", normalize)
         self.point_count = point_count  # P in the files
         self.num_points = points.shape[1]
         self.points: Tensor = torch.from_numpy(np.ascontiguousarray(to_z_up(points, up_axis)))  # (n, N, 3)
