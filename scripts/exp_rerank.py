@@ -25,6 +25,7 @@ from torch import nn
 
 from pointcanon.datasets import ModelNet40HDF5
 from pointcanon.mesh import load_canonicalizer, load_default_canonicalizer
+from pointcanon.nn.axes import up_masses
 
 COS10 = math.cos(math.radians(10))
 
@@ -35,10 +36,9 @@ def up_hypotheses(canon, x: torch.Tensor, k: int):
     prepared = canon._prepare(x)
     _, cands, _, view, mask, _ = prepared
     logits = canon.candidate_logits(view, mask)
-    groups = canon.up_group.unsqueeze(0).expand_as(logits)
-    masked = torch.stack([logits.masked_fill(groups != g, float("-inf")) for g in range(6)], 1)  # (B, 6, K)
-    top = masked.logsumexp(-1).topk(k, -1)
-    index = masked.argmax(-1).gather(1, top.indices)  # (B, k)
+    mass, best = up_masses(logits, canon.up_group)  # (B, 6) each
+    top = mass.topk(k, -1)
+    index = best.gather(1, top.indices)  # (B, k)
     rows = torch.arange(x.shape[0])[:, None]
     return canon.candidates[index], cands[rows, index], torch.log_softmax(top.values, -1), view
 
