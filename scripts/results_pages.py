@@ -98,7 +98,8 @@ def render_page(text: str, folder: Path = SUMMARIES) -> str:
     """``text`` with every generated block rewritten from its summary; ValueError for a marker left open."""
     out = BLOCK.sub(lambda m: f"<!-- generated: {m['name']} -->\n\n{render_table(folder, m['name'])}\n\n"
                               "<!-- /generated -->", text)
-    opened, closed = len(re.findall(r"^<!-- generated: ", out, re.M)), len(re.findall(r"^<!-- /generated -->$", out, re.M))
+    opened = len(re.findall(r"^<!-- generated: ", out, re.M))
+    closed = len(re.findall(r"^<!-- /generated -->$", out, re.M))
     if opened != closed or opened != len(BLOCK.findall(out)):
         raise ValueError(f"{opened} generated blocks opened, {closed} closed")
     return out
