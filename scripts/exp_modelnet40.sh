@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every ModelNet40 / ShapeNetPart table of docs/results.md, on 2 CPU threads:
-#   1. canonicalizers trained with a prior alone (upright_normals = the shipped weights; upright = the previous
-#      shipped recipe; identity), scored on the ModelNet40 test split and on ShapeNetPart's test shapes, and the
-#      ablation (old VN recipe, no tilt grid, refinement);
+#   1. canonicalizers trained with a prior alone (upright_normals = the shipped weights, surface normals;
+#      upright = the no-normals canonicalizer; identity), scored on the ModelNet40 test split and on ShapeNetPart's test shapes, and the
+#      ablation (VN regression, no tilt grid, refinement);
 #   2. a plain PointNet trained with z rotations (EPOCHS, POINTS) and its adaptation with the upright
 #      canonicalizer: frozen backbone (assembled, no training), fine-tuned backbone, and no prior;
 #   3. a canonicalized PointNet trained from scratch beside the plain one (same epochs, points, seed);
@@ -16,10 +16,13 @@
 #      and from scratch, each also over K = 2..4 up hypotheses (evidence rule); both trained over 3 hypotheses
 #      (adaptation for 5 and for 10 epochs);
 #   8. the learned hypothesis selector (pointcanon fit-selector) for both from-scratch classifiers and adaptation (k).
-# Then scripts/report_modelnet40.py prints the tables. Finished runs are skipped (rerun = resume).
+# Then scripts/report_modelnet40.py prints the tables (OUT/tables.md), refreshes the committed summaries of
+# docs/results/tables/ from OUT and renders the tables of docs/results.md and README.md from them (review with
+# git diff; SUMMARIES=0 skips both). Finished runs are skipped (rerun = resume).
 #   bash scripts/exp_modelnet40.sh [OUT]
 # Environment: EPOCHS (10), POINTS (512), CANON_STEPS (14000), NORMALS_STEPS (20000), IDENTITY_STEPS (5000), SHAPENET_STEPS (8000),
-#              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), LONG_ADAPT_EPOCHS (5), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders).
+#              ABLATION_STEPS (3000), ADAPT_EPOCHS (2), LONG_ADAPT_EPOCHS (5), SEG_EPOCHS (10), THREADS (2), MN40, SHAPENET (data folders),
+#              SUMMARIES (1; 0: leave docs/ and README.md alone).
 # Stages are independent once their inputs exist: to use two cores, run two copies of this script with
 # THREADS=1 (each skips what the other finished; do not start the same run twice).
 set -euo pipefail
@@ -34,19 +37,19 @@ PC=".venv/bin/pointcanon --threads $THREADS"
 mkdir -p "$OUT/canon"
 canon() { local out=$1; shift; [ -f "$OUT/canon/$out.pt" ] && return 0
           $PY scripts/train_upright_canonicalizer.py --threads "$THREADS" --out "$OUT/canon/$out.pt" "$@"; }
-# the first recipe (no surface normals, max pooling, 4 subsets at inference): the rows trained before the shipped one
-FIRST_RECIPE=(--normal-k 0 --pooling max --views 4)
+# the no-normals recipe (no surface normals, max pooling, 4 subsets at inference)
+NO_NORMALS=(--normal-k 0 --pooling max --views 4)
 run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0
         local resume=(); [ -f "$OUT/$out/last.pt" ] && resume=(--resume)
         /usr/bin/time -f "$out: %e s" $PC "$@" --out "$OUT/$out" "${resume[@]}"; }
 
 # 1. canonicalizers (prior alone) and the ablation
 if [ ! -f "$OUT/canon/upright.pt" ]; then
-  canon upright "${FIRST_RECIPE[@]}" --steps "$CANON_STEPS"
+  canon upright "${NO_NORMALS[@]}" --steps "$CANON_STEPS"
   $PY scripts/choose_views.py "$OUT/canon/upright.pt" --views 2 --threads "$THREADS"   # accuracy/cost curve, keep 2
 fi
-canon upright256 "${FIRST_RECIPE[@]}" --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (docs/results.md row: trained before the views=1 subset fix)
-canon upright_all_ft "${FIRST_RECIPE[@]}" --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the shipped weights, every point seen
+canon upright256 "${NO_NORMALS[@]}" --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (docs/results.md row: trained before the views=1 subset fix)
+canon upright_all_ft "${NO_NORMALS[@]}" --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the every-point canonicalizer
 if [ ! -f "$OUT/canon/upright_normals.pt" ]; then   # the shipped weights: + surface normals, max+mean pooling
   canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2
   $PY scripts/choose_views.py "$OUT/canon/upright_normals.pt" --views 2 --threads "$THREADS"
@@ -55,12 +58,12 @@ fi
 [ -f "$OUT/score_shapenet.json" ] || $PY scripts/score_canonicalizer.py "$OUT/canon/upright.pt" \
     "$OUT/canon/upright_normals.pt" --dataset shapenetpart --set normal_points=None --set views=1 \
     --threads "$THREADS" --out "$OUT/score_shapenet.json"
-canon identity "${FIRST_RECIPE[@]}" --steps "$IDENTITY_STEPS" --prior identity
+canon identity "${NO_NORMALS[@]}" --steps "$IDENTITY_STEPS" --prior identity
 canon abl_vn --kind vn --views 4 --steps "$ABLATION_STEPS" --num-points 256
-canon abl_no_tilt "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset
-canon abl_tilt "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --local-k 0 --views 1
-canon abl_local "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --views 1
-canon abl_local_refine "${FIRST_RECIPE[@]}" --steps "$ABLATION_STEPS" --refine --views 1
+canon abl_no_tilt "${NO_NORMALS[@]}" --steps "$ABLATION_STEPS" --tilts 0 --local-k 0 --views 1   # ablation rows: 1 point subset
+canon abl_tilt "${NO_NORMALS[@]}" --steps "$ABLATION_STEPS" --local-k 0 --views 1
+canon abl_local "${NO_NORMALS[@]}" --steps "$ABLATION_STEPS" --views 1
+canon abl_local_refine "${NO_NORMALS[@]}" --steps "$ABLATION_STEPS" --refine --views 1
 
 # 2. adaptation of a plain PointNet trained with z rotations
 COMMON="--dataset modelnet40 --data-root $MN40 --num-points $POINTS --batch-size 32 --seed 0"
@@ -76,7 +79,7 @@ run canon_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon
     --train-rotation z --checkpoint-every 100
 
 # 4. ShapeNetPart (pseudo labels): a canonicalizer for its (z-up mapped) shapes, then the segmenters
-canon shapenet_upright "${FIRST_RECIPE[@]}" --dataset shapenetpart --data-root "$SHAPENET" --steps "$SHAPENET_STEPS" --local-k 0
+canon shapenet_upright "${NO_NORMALS[@]}" --dataset shapenetpart --data-root "$SHAPENET" --steps "$SHAPENET_STEPS" --local-k 0
 SEG="--dataset shapenetpart --data-root $SHAPENET --num-points $POINTS --batch-size 32 --seed 0 --epochs $SEG_EPOCHS"
 run seg_plain_z train $SEG --canonicalizer none --train-rotation z
 run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z
@@ -148,3 +151,6 @@ for r in canon_normals_z canon_normals_z_hyp3; do
 done
 
 $PY scripts/report_modelnet40.py "$OUT"
+if [ "${SUMMARIES:-1}" != 0 ]; then
+  $PY scripts/report_modelnet40.py --runs "$OUT" --write-summaries --render
+fi
