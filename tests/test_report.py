@@ -177,3 +177,17 @@ def test_cli_needs_something_to_do(tmp_path):
         with pytest.raises(SystemExit) as e:
             report.main(argv)
         assert e.value.code == 2
+
+
+# figures quoted in prose and the summary rows they come from: after a refresh, this fails until the prose follows
+QUOTED = [("canonicalizers", "upright_normals", "up ≤ 10°", ["README.md", "docs/canonicalizers.md", "docs/mesh.md"]),
+          ("canonicalizers", "upright_normals", "up ≤ 20°", ["docs/canonicalizers.md", "docs/mesh.md"])]
+
+
+@pytest.mark.parametrize("name, key, column, quoted_in", QUOTED)
+def test_figures_quoted_in_prose_follow_their_summary(name, key, column, quoted_in):
+    summary = pages.load_summary(pages.SUMMARIES, name)
+    row = next(r for r in summary["rows"] if r.get("key") == key)
+    value = pages.plain(row["cells"][summary["columns"].index(column)])
+    for page in quoted_in:
+        assert f"{value} %" in (pages.ROOT / page).read_text(), f"{page} does not quote {name}/{key}: {value} %"
