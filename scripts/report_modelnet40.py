@@ -127,8 +127,9 @@ def transfer_table(runs: Path) -> dict:
         return table
     for r in json.loads(path.read_text()):
         stem = Path(r["file"]).stem
-        _add(table, f"{stem}/{r['setting']}", [f"{stem} ({r['setting']})", f"{100 * r['up_within_10deg']:.1f}",
-                                               f"{100 * r['up_within_20deg']:.1f}", f"{r['median_up_angle_deg']:.1f}°"], path)
+        cells = [f"{stem} ({r['setting']})", f"{100 * r['up_within_10deg']:.1f}", f"{100 * r['up_within_20deg']:.1f}",
+                 f"{r['median_up_angle_deg']:.1f}°"]
+        _add(table, f"{stem}/{r['setting']}", cells, path)
     return table
 
 
@@ -214,8 +215,9 @@ def segmentation_table(runs: Path) -> dict:
         if ev is None:
             continue
         p = ev["protocols"]
-        _add(table, name, [label] + [f"{100 * p[r][m]:.1f}" for r in ("z", "SO3")
-                                     for m in ("instance_miou", "class_miou")] + [_config(runs, name).get("epochs", "?"), f"{ev.get('train_seconds', 0) / 60:.0f} min"], runs / name)
+        miou = [f"{100 * p[r][m]:.1f}" for r in ("z", "SO3") for m in ("instance_miou", "class_miou")]
+        _add(table, name, [label, *miou, _config(runs, name).get("epochs", "?"),
+                           f"{ev.get('train_seconds', 0) / 60:.0f} min"], runs / name)
     return table
 
 
@@ -244,7 +246,8 @@ def refresh_summary(old: dict | None, table: dict, date: str) -> dict:
     kept; each changed row gets the file or folder it was read from and ``date``), rows of runs it lacked
     appended; ValueError if the columns differ."""
     if old is None:
-        old = {"source": "scripts/report_modelnet40.py --write-summaries (the rows' runs)",
+        old = {"title": "a table of scripts/exp_modelnet40.sh",
+               "source": "scripts/report_modelnet40.py --write-summaries (the rows' runs)",
                "command": "bash scripts/exp_modelnet40.sh (the row's key: its stage)", "columns": table["columns"],
                "rows": []}
     if old["columns"] != table["columns"]:

@@ -13,8 +13,9 @@ A summary ``NAME.json`` holds ``columns`` (header cells) and ``rows``, each ``{"
 a cell is markdown text, or ``{"from": OTHER, "key": KEY, "column": HEADER}``: that cell of the row KEY of
 the summary OTHER, without its bold or footnote marks (so the README's headline table repeats the results
 page's figures instead of copying them). ``key`` names the run a row was measured by (a stage of
-scripts/exp_modelnet40.sh; absent: a row written by hand); the other fields (``source``, ``command``,
-``protocol``, ``machine``, ``date``) say where the figures come from.
+scripts/exp_modelnet40.sh; absent: a row written by hand); ``run`` and ``date``, where a row has them, the
+file or folder its figures were last read from (``--write-summaries``) and when; the summary's own fields
+(``title``, ``source``, ``command``, ``protocol``, ``machine``, ``date``) say where the other figures come from.
 """
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ def test_tables_show_the_runs_that_exist_and_only_those(tmp_path, capsys):
     _eval(tmp_path / "canon_all_z", {"SO3": 0.791}, name="hyp2_evidence.json")
     scratch = report.markdown(report.accuracy_table(tmp_path, report.SCRATCH))
     assert scratch[2] == "| PointNet | 81.4 | 82.4 | 11.5 | 10 | 10 min |"
-    assert scratch[3] == "| canonicalized PointNet (every-point canonicalizer, frozen) | 78.0 | 78.0 | 78.0 | 10 | 60 min |"
+    assert scratch[3] == ("| canonicalized PointNet (every-point canonicalizer, frozen) | 78.0 | 78.0 | 78.0 | 10 "
+                          "| 60 min |")
     assert len(scratch) == 4  # canon_z is missing: its row is left out, not filled in
     evidence = report.markdown(report.evidence_table(tmp_path))
     assert evidence[2:] == ["| from scratch, the every-point canonicalizer | 79.1 | – | – |"]
@@ -55,7 +56,7 @@ def test_a_run_evaluated_over_its_own_hypotheses_fills_its_evidence_cell(tmp_pat
     assert row == ["| from scratch, the shipped canonicalizer, trained over 3 hypotheses | 79.0 | 79.5 | – |"]
     (folder / "config.json").write_text(json.dumps({"epochs": 10, "hypotheses": 3, "hypothesis_rule": "weights"}))
     row = [r for r in report.markdown(report.evidence_table(tmp_path)) if "trained over 3" in r]
-    assert row == ["| from scratch, the shipped canonicalizer, trained over 3 hypotheses | 79.0 | – | – |"]  # not evidence
+    assert row == ["| from scratch, the shipped canonicalizer, trained over 3 hypotheses | 79.0 | – | – |"]  # weights
 
 
 def test_a_fitted_selector_row_reads_its_eval_and_adds_its_fit_time(tmp_path):
@@ -67,7 +68,8 @@ def test_a_fitted_selector_row_reads_its_eval_and_adds_its_fit_time(tmp_path):
     _eval(folder, {"upright": 0.7938, "z": 0.7938, "SO3": 0.7938}, name="selector3.eval.json")
     torch.save({"selector_fit": {"seconds": 600.0}}, folder / "selector3.pt")
     rows = [r for r in report.markdown(report.accuracy_table(tmp_path, report.SCRATCH)) if "learned hypothesis" in r]
-    assert rows == ["| the same, + a learned hypothesis selector over its 3 up hypotheses | 79.4 | 79.4 | 79.4 | 10 | 100 min |"]
+    assert rows == ["| the same, + a learned hypothesis selector over its 3 up hypotheses | 79.4 | 79.4 | 79.4 | 10 "
+                    "| 100 min |"]
 
 
 def test_rules_table_lists_each_selector_seed(tmp_path):
@@ -75,7 +77,8 @@ def test_rules_table_lists_each_selector_seed(tmp_path):
                         "selector_s1_k2": 79.2}}
     (tmp_path / "hyp_rules_canon_normals_z_hyp3.json").write_text(json.dumps(res))
     lines = report.markdown(report.rules_table(tmp_path, "canon_normals_z_hyp3"))
-    assert [line.split(" | ")[0] for line in lines[2:]] == ["| weights", "| evidence", "| selector_s0", "| selector_s1", "| oracle"]
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| weights", "| evidence", "| selector_s0", "| selector_s1",
+                                                            "| oracle"]
     assert lines[4] == "| selector_s0 | test_SO3 | – | 79.30 | – | – | – | – |"
 
 
@@ -191,3 +194,23 @@ def test_figures_quoted_in_prose_follow_their_summary(name, key, column, quoted_
     value = pages.plain(row["cells"][summary["columns"].index(column)])
     for page in quoted_in:
         assert f"{value} %" in (pages.ROOT / page).read_text(), f"{page} does not quote {name}/{key}: {value} %"
+
+
+def test_segmentation_table_reads_both_miou_of_each_protocol(tmp_path):
+    folder = tmp_path / "seg_canon_z"
+    folder.mkdir()
+    miou = {"instance_miou": 0.778, "class_miou": 0.616}
+    (folder / "eval.json").write_text(json.dumps({"protocols": {"z": miou, "SO3": miou}, "train_seconds": 1200}))
+    (folder / "config.json").write_text(json.dumps({"epochs": 10}))
+    table = report.segmentation_table(tmp_path)
+    assert table["rows"] == [{"key": "seg_canon_z", "run": str(folder), "cells": [
+        "canonicalized PointNet segmenter", "77.8", "61.6", "77.8", "61.6", "10", "20 min"]}]
+    summary = pages.load_summary(pages.SUMMARIES, "shapenetpart_segmentation")
+    assert summary["columns"] == table["columns"]  # the committed summary can be refreshed from runs
+    assert report.refresh_summary(summary, table, "2030-01-02")["rows"][1]["cells"] == summary["rows"][1]["cells"]
+
+
+@pytest.mark.parametrize("name", sorted(report.SUMMARY_TABLES))
+def test_each_summary_of_the_script_has_the_columns_its_runs_give(name, tmp_path):
+    """Else --write-summaries could not refresh it (it refuses a summary whose columns differ)."""
+    assert pages.load_summary(pages.SUMMARIES, name)["columns"] == report.SUMMARY_TABLES[name](tmp_path)["columns"]
