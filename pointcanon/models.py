@@ -78,13 +78,19 @@ def load_pretrained_backbone(model: CanonicalizedModel, path) -> TrainConfig:
 def load_model(path) -> tuple[nn.Module, TrainConfig, dict]:
     """Rebuild the model of a checkpoint written by :func:`train` (in eval mode)."""
     state = load_checkpoint(path)
+    model, cfg = model_from_state(state, path)
+    return model, cfg, state
+
+
+def model_from_state(state: dict, path) -> tuple[nn.Module, TrainConfig]:
+    """The model (eval mode) and config of a loaded checkpoint ``state`` (``path`` names it in errors)."""
     cfg = TrainConfig.from_checkpoint(state, path)
     try:
         model = build_model(cfg, state["sizes"])
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None
-    return model.eval(), cfg, state
+    return model.eval(), cfg
 
 
 # ----------------------------------------------------------------------------------------------------
