@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import torch
+from jsonargparse import ArgumentError
 
 from .datasets import DATASET_TASKS
 from .registry import DATASETS
@@ -88,41 +89,38 @@ def run_training(cfg, a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .cliconfig import config_from_args
+    from .cliconfig import build_train_parser, config_from_args, normalise_argv
 
-    return run_training(config_from_args(a), a)
-
-
-ADAPT_DEFAULTS = {"canonicalizer": "candidate", "prior_weight": 1.0, "epochs": 5}
-# what `adapt` takes from the pretrained run (not flags of its own)
-ADAPT_FROM_PRETRAINED = ("task", "dataset", "backbone", "train_rotation", "num_points", "pretrained", "freeze_backbone")
+    args = build_train_parser().parse_args(normalise_argv(a.rest))
+    return run_training(config_from_args(args), args)
 
 
 def cmd_adapt(a) -> int:
     import dataclasses
 
-    from .cliconfig import config_from_args
+    from .cliconfig import build_train_parser, config_from_args, normalise_argv
     from .config import TrainConfig
     from .core.io import load_checkpoint
     from .train import DEFAULT_PRIOR
 
-    src = TrainConfig.from_checkpoint(load_checkpoint(a.pretrained), a.pretrained)
-    prior = DEFAULT_PRIOR[src.train_rotation] if a.prior == "auto" else a.prior
-    base = dataclasses.replace(TrainConfig(**ADAPT_DEFAULTS), task=src.task, dataset=src.dataset,
-                               data_root=src.data_root, backbone=src.backbone, backbone_kwargs=src.backbone_kwargs,
-                               train_rotation=src.train_rotation, num_points=src.num_points,
-                               dataset_kwargs=src.dataset_kwargs, pretrained=str(a.pretrained),
-                               freeze_backbone=not a.finetune_backbone)
-    cfg = config_from_args(a, base)
+    parser = build_train_parser("pointcanon adapt", adapt=True)
+    argv = normalise_argv(a.rest)
+    args = parser.parse_args(argv)  # every value checked before the checkpoint is read
+    src = TrainConfig.from_checkpoint(load_checkpoint(args.pretrained), args.pretrained)
+    parser.set_defaults(data_root=src.data_root)  # the pretrained run's unless given
+    args = parser.parse_args(argv)
+    prior = DEFAULT_PRIOR[src.train_rotation] if args.prior == "auto" else args.prior
+    cfg = config_from_args(args, dataclasses.replace(src, pretrained=str(args.pretrained), canonicalizer_kwargs={},
+                                                     freeze_backbone=not args.finetune_backbone))
     if cfg.epochs == 0 and not cfg.canonicalizer_weights:
         raise ValueError("--epochs 0 would save an untrained canonicalizer: give trained ones with "
                          "--canonicalizer-weights FILE (or 'shipped'), or train with --epochs >= 1")
     frozen = cfg.freeze_canonicalizer
     cfg = dataclasses.replace(cfg, prior="none" if frozen else prior,
                               prior_weight=cfg.prior_weight if prior != "none" and not frozen else 0.0)
-    print(f"adapting {a.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior {cfg.prior!r}, "
-          f"weight {cfg.prior_weight}; backbone {'fine-tuned' if a.finetune_backbone else 'frozen'}")
-    return run_training(cfg, a)
+    print(f"adapting {args.pretrained} ({src.backbone}, trained with rotation {src.train_rotation!r}); prior "
+          f"{cfg.prior!r}, weight {cfg.prior_weight}; backbone {'fine-tuned' if args.finetune_backbone else 'frozen'}")
+    return run_training(cfg, args)
 
 
 def cmd_eval(a) -> int:
@@ -232,20 +230,9 @@ def cmd_canonicalize(a) -> int:
     return 1 if failed else 0
 
 
-def _prior_choices() -> tuple:
-    from .config import PRIOR_CHOICES
-
-    return PRIOR_CHOICES
-
-
-def _run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of a training run that are not part of its config."""
-    p.add_argument("--out", default=None, help="output folder: config.json, metrics.jsonl, last.pt, eval.json")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--max-shapes", type=int, default=None,
-                   help="use only N shapes of each split, spread evenly (quick checks; not saved in the config)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="DataLoader worker processes that prepare batches (the result does not depend on it)")
+# train and adapt: their own (jsonargparse) parsers, generated from TrainConfig (pointcanon.cliconfig)
+CONFIG_COMMANDS = {"train": "train a (canonicalized) classifier or part segmenter",
+                   "adapt": "put a canonicalizer with a prior in front of a pretrained classifier"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,28 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     sub = p.add_subparsers(dest="command", required=True)
 
-    from .cliconfig import add_config_arguments, rotation_type
+    from .cliconfig import rotation_type
     from .nn.wrapper import HYPOTHESIS_RULES
 
-    t = sub.add_parser("train", help="train a (canonicalized) classifier or part segmenter",
-                       description="Every field of the training config is a flag; the options of the chosen "
-                                   "canonicalizer, backbone and dataset are --canonicalizer.NAME, --backbone.NAME, "
-                                   "--dataset.NAME (see below). Values: TrainConfig defaults < --config FILE < flags.")
-    add_config_arguments(t)
-    _run_arguments(t)
-    t.set_defaults(func=cmd_train)
-
-    ad = sub.add_parser("adapt", help="put a canonicalizer with a prior in front of a pretrained classifier",
-                        description="Dataset, backbone, training rotation and points come from --pretrained; the "
-                                    "other config fields and options are flags as for `train`.")
-    ad.add_argument("--pretrained", required=True, help="checkpoint of a plain classifier (pointcanon train --canonicalizer none)")
-    ad.add_argument("--prior", choices=("auto",) + _prior_choices(), default="auto",
-                    help="auto: identity if the backbone was trained upright, upright if with z-rotations, none if SO(3)")
-    ad.add_argument("--finetune-backbone", action="store_true", help="also train the backbone (default: frozen)")
-    add_config_arguments(ad, skip=ADAPT_FROM_PRETRAINED + ("prior",), defaults=ADAPT_DEFAULTS, config_file=False,
-                         groups=("canonicalizer",))  # backbone and dataset: those of --pretrained
-    _run_arguments(ad)
-    ad.set_defaults(func=cmd_adapt)
+    for name, what in CONFIG_COMMANDS.items():
+        sub.add_parser(name, help=what, add_help=False).set_defaults(func=cmd_train if name == "train" else cmd_adapt)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")
     e.add_argument("checkpoint")
@@ -357,7 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    at = next((i for i, t in enumerate(argv) if not t.startswith("-") and (i == 0 or argv[i - 1] != "--threads")), None)
+    split = at is not None and argv[at] in CONFIG_COMMANDS  # the rest goes to the command's own parser
+    args = build_parser().parse_args(argv[:at + 1] if split else argv)
+    args.rest = argv[at + 1:] if split else []
     try:
         if args.threads is not None:
             from .cliconfig import check_int
@@ -370,6 +344,11 @@ def main(argv=None) -> int:
         return 130
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"pointcanon {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ArgumentError as e:  # train / adapt: the library's message, in the documented flag names
+        from .cliconfig import documented
+
+        print(f"pointcanon {args.command}: error: {documented(' '.join(str(e).split()))}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # training diverged
         print(f"pointcanon {args.command}: error: training diverged ({e}); lower --lr (or --prior-weight) and "

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .core.groups import GroupName
 from .nn.wrapper import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING
-from .registry import BACKBONES, CANONICALIZERS, PRESETS
+from .registry import BACKBONES, CANONICALIZERS, DATASETS
 from .tasks import TASKS
 
 PROTOCOLS = ("upright", "z", "SO3")  # test rotations: none, random about z, random in SO(3)
@@ -31,75 +32,84 @@ MAX_POINTS = 100_000  # points per shape (the datasets hold 2048 to ~3000); more
 PRIOR_CHOICES = ("none", "identity", "upright", "empirical")
 AUGMENTATIONS = ("none", "scale-shift")  # training-time changes of each shape besides its rotation
 KWARGS_GROUPS = {"canonicalizer_kwargs": "canonicalizer", "backbone_kwargs": "backbone", "dataset_kwargs": "dataset"}
-# the help of every TrainConfig field (the CLI's --help is generated from it; kwargs fields: --GROUP.NAME)
-FIELD_HELP = {
-    "task": "cls (classification) or partseg (part segmentation); default: the dataset's task",
-    "dataset": "the dataset (its options: --dataset.NAME)",
-    "data_root": "dataset folder (not needed for synthetic / posed)",
-    "backbone": "the network that classifies or segments (its options: --backbone.NAME)",
-    "canonicalizer": "the canonicalizer in front of the backbone: " + ", ".join(
-        f"{k} ({c.__name__ if c else 'the backbone alone'}{', recommended' if k == PRESETS['upright'][0] else ''})"
-        for k, c in CANONICALIZERS.items()) + "; its options: --canonicalizer.NAME",
-    "canonicalizer_weights": "start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)",
-    "freeze_canonicalizer": "keep the canonicalizer fixed (needs weights)",
-    "train_rotation": "random rotation of every training shape: none, z (about the up axis) or SO3 (any case)",
-    "augment": "scale-shift: scale every training shape by U(2/3, 3/2) per axis and shift it by U(-0.2, 0.2) "
-               "per axis (the DGCNN / PointNet++ recipe), before its rotation; none: the shapes as stored",
-    "prior": "pull the canonical frame towards the identity, the upright (up axis only) or the training "
-             "augmentation's orientations (empirical)",
-    "prior_weight": "weight of the prior loss",
-    "epochs": "passes over the training set",
-    "batch_size": "shapes per step (global, over all data-parallel processes)",
-    "num_points": "points per shape",
-    "lr": "Adam learning rate",
-    "weight_decay": "Adam weight decay",
-    "seed": "seed of the initial weights, the shuffling, the augmentation and the dropout",
-    "eval_every": "evaluate upright on the test set every N epochs (0: never)",
-    "checkpoint_every": "also checkpoint every N steps (0: at the end of every epoch only)",
-    "pretrained": "checkpoint of a plain backbone to adapt",
-    "freeze_backbone": "keep the pretrained backbone fixed",
-    "backbone_lr": "learning rate of an unfrozen pretrained backbone (default: --lr)",
-    "hypotheses": "candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one "
-                  "drawn per shape or their mixture, see --hypothesis-training; evaluation: their mixture)",
-    "hypothesis_rule": "how the hypotheses are weighted: weights (the canonicalizer's) or evidence (times the "
-                       "backbone's own evidence exp(logsumexp logits) for each pose)",
-    "hypothesis_training": "sample (one hypothesis per shape, one backbone pass) or mixture (the loss of the "
-                           "combined output: K passes; the task loss reaches the canonicalizer's scores)",
-}
+# the choices of the named fields, from the registries (the CLI shows and checks them; validate() too)
+Task = Literal[tuple(TASKS)]
+Dataset = Literal[tuple(DATASETS)]
+Backbone = Literal[tuple(BACKBONES)]
+Canonicalizer = Literal[tuple(CANONICALIZERS)]
+Prior = Literal[PRIOR_CHOICES]
+Augment = Literal[AUGMENTATIONS]
+HypothesisRule = Literal[HYPOTHESIS_RULES]
+HypothesisTraining = Literal[HYPOTHESIS_TRAINING]
 
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on; saved in every checkpoint."""
+    """The training config: everything a run depends on; saved in every checkpoint.
 
-    task: str = "cls"  # "cls" | "partseg"
-    dataset: str = "synthetic"
+    The docstring under each field is its ``--help`` in ``pointcanon train`` (the kwargs dicts:
+    ``--canonicalizer.NAME``, ... from the constructors, see :mod:`pointcanon.options`)."""
+
+    task: Task = "cls"
+    """cls (classification) or partseg (part segmentation); default: the dataset's task"""
+    dataset: Dataset = "synthetic"
+    """the dataset (its options: --dataset.NAME)"""
     data_root: str | None = None
-    backbone: str = "pointnet"
+    """dataset folder (not needed for synthetic / posed)"""
+    backbone: Backbone = "pointnet"
+    """the network that classifies or segments (its options: --backbone.NAME)"""
     backbone_kwargs: dict = field(default_factory=dict)
-    canonicalizer: str = "none"  # a kind of pointcanon.registry.CANONICALIZERS
+    canonicalizer: Canonicalizer = "none"
+    """the canonicalizer in front of the backbone, a kind of pointcanon.registry.CANONICALIZERS: none (the
+    backbone alone), vn (VNCanonicalizer), vn-approx (ApproximateVNCanonicalizer), candidate
+    (CandidateCanonicalizer, recommended); its options: --canonicalizer.NAME"""
     canonicalizer_kwargs: dict = field(default_factory=dict)
-    canonicalizer_weights: str | None = None  # canonicalizer file to start from (e.g. the shipped upright one)
+    canonicalizer_weights: str | None = None
+    """start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)"""
     freeze_canonicalizer: bool = False
-    train_rotation: str = "none"  # "none" | "z" | "SO3" (any case is accepted and normalised)
-    augment: str = "none"  # "none" | "scale-shift" (see FIELD_HELP)
-    prior: str = "none"  # "none" | "identity" | "upright" | "empirical" (fitted to train_rotation)
+    """keep the canonicalizer fixed (needs weights)"""
+    train_rotation: str = "none"
+    """random rotation of every training shape: none, z (about the up axis) or SO3 (any case)"""
+    augment: Augment = "none"
+    """scale-shift: scale every training shape by U(2/3, 3/2) per axis and shift it by U(-0.2, 0.2) per axis
+    (the DGCNN / PointNet++ recipe), before its rotation; none: the shapes as stored"""
+    prior: Prior = "none"
+    """pull the canonical frame towards the identity, the upright (up axis only) or the training
+    augmentation's orientations (empirical)"""
     prior_weight: float = 0.0
+    """weight of the prior loss"""
     epochs: int = 10
+    """passes over the training set"""
     batch_size: int = 32
+    """shapes per step (global, over all data-parallel processes)"""
     num_points: int = 1024
+    """points per shape"""
     lr: float = 1e-3
+    """Adam learning rate"""
     weight_decay: float = 1e-4
+    """Adam weight decay"""
     seed: int = 0
+    """seed of the initial weights, the shuffling, the augmentation and the dropout"""
     eval_every: int = 1
-    checkpoint_every: int = 0  # steps; 0 = at the end of every epoch only
+    """evaluate upright on the test set every N epochs (0: never)"""
+    checkpoint_every: int = 0
+    """also checkpoint every N steps (0: at the end of every epoch only)"""
     dataset_kwargs: dict = field(default_factory=dict)
-    pretrained: str | None = None  # checkpoint of a plain backbone to adapt (see `pointcanon adapt`)
+    pretrained: str | None = None
+    """checkpoint of a plain backbone to adapt (see `pointcanon adapt`)"""
     freeze_backbone: bool = False
-    backbone_lr: float | None = None  # learning rate of an unfrozen pretrained backbone (default: lr)
-    hypotheses: int = 1  # candidate canonicalizer: up hypotheses the classifier sees (CanonicalizedModel)
-    hypothesis_rule: str = "weights"  # see CanonicalizedModel / combine_hypotheses
-    hypothesis_training: str = "sample"
+    """keep the pretrained backbone fixed"""
+    backbone_lr: float | None = None
+    """learning rate of an unfrozen pretrained backbone (default: --lr)"""
+    hypotheses: int = 1
+    """candidate canonicalizer: show the classifier the K most likely up hypotheses (training: one drawn per
+    shape or their mixture, see --hypothesis-training; evaluation: their mixture)"""
+    hypothesis_rule: HypothesisRule = "weights"
+    """how the hypotheses are weighted: weights (the canonicalizer's) or evidence (times the backbone's own
+    evidence exp(logsumexp logits) for each pose); selector only after `pointcanon fit-selector`"""
+    hypothesis_training: HypothesisTraining = "sample"
+    """sample (one hypothesis per shape, one backbone pass) or mixture (the loss of the combined output: K
+    passes; the task loss reaches the canonicalizer's scores)"""
 
     def validate(self) -> "TrainConfig":
         self.train_rotation = parse_rotation(self.train_rotation, what="train_rotation")

@@ -118,7 +118,7 @@ def test_an_option_of_another_kind_is_refused(capsys):
     assert main(["train", "--canonicalizer.k", "4", "--print-config"]) == 2
     assert "need a canonicalizer" in capsys.readouterr().err
     assert main(["train", "--canonicalizer", "vn", "--canonicalizer.k", "four", "--print-config"]) == 2
-    assert "--canonicalizer.k: invalid literal for int()" in capsys.readouterr().err
+    assert "--canonicalizer.k: Not of type PositiveInt: invalid literal for int()" in capsys.readouterr().err
 
 
 def test_e3_canonicalizer_trains_and_evaluates_from_the_cli(tmp_path, capsys):
@@ -132,3 +132,50 @@ def test_e3_canonicalizer_trains_and_evaluates_from_the_cli(tmp_path, capsys):
     assert cfg["canonicalizer_kwargs"]["group"] == "E3" and cfg["backbone_kwargs"] == {"width": 32}
     ev = json.loads((out / "eval.json").read_text())["protocols"]
     assert ev["upright"]["acc"] == pytest.approx(ev["SO3"]["acc"])  # E(3)-invariant: every protocol alike
+
+
+def test_documented_and_library_spellings_give_the_same_config(tmp_path, capsys):
+    want = _printed(["--canonicalizer", "vn", "--canonicalizer.num_points", "none", "--batch-size", "8",
+                     "--canonicalizer-weights", "none"], capsys)
+    assert want["canonicalizer_kwargs"] == {"num_points": None} and want["batch_size"] == 8
+    assert _printed(["--canonicalizer", "vn", "--canonicalizer_kwargs.num_points", "null", "--batch_size", "8"],
+                    capsys) == want
+    frozen = ["--canonicalizer-weights", "shipped"]
+    assert _printed([*frozen, "--freeze-canonicalizer"], capsys)["freeze_canonicalizer"] is True
+    both = [*frozen, "--freeze-canonicalizer", "--no-freeze-canonicalizer"]
+    assert _printed(both, capsys)["freeze_canonicalizer"] is False  # the last one wins
+    assert _printed([*frozen, "--freeze-canonicalizer", "false"], capsys)["freeze_canonicalizer"] is False
+
+
+def test_flags_override_the_config_file_wherever_they_stand(tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 3, "seed": 4, "canonicalizer": "vn", "canonicalizer_kwargs": {"k": 5}}))
+    cfg = _printed(["--epochs", "7", "--canonicalizer.hidden", "8", "8", "8", "--config", str(path)], capsys)
+    assert (cfg["epochs"], cfg["seed"], cfg["canonicalizer_kwargs"]) == (7, 4, {"k": 5, "hidden": [8, 8, 8]})
+
+
+def test_help_shows_the_documented_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "_kwargs" not in text and "--batch_size" not in text
+    for flag in ("--batch-size", "--freeze-canonicalizer", "--canonicalizer.local_k", "--backbone.width",
+                 "--dataset.up_axis", "--config FILE", "--print-config", "shapes per step"):
+        assert flag in text, flag
+
+
+def test_adapt_inherits_the_pretrained_runs_settings(tmp_path, capsys):
+    small = ["--num-points", "32", "--batch-size", "8", "--max-shapes", "16", "--epochs", "1"]
+    assert main(["train", *small, "--train-rotation", "z", "--dataset.num_classes", "4", "--backbone.width", "32",
+                 "--out", str(tmp_path / "plain")]) == 0
+    capsys.readouterr()
+    assert main(["adapt", "--pretrained", str(tmp_path / "plain" / "last.pt"), "--canonicalizer.views", "2",
+                 "--seed", "3", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after the "adapting ..." line
+    assert (cfg["train_rotation"], cfg["num_points"], cfg["dataset_kwargs"], cfg["backbone_kwargs"]) == \
+        ("z", 32, {"num_classes": 4}, {"width": 32})
+    assert (cfg["canonicalizer"], cfg["canonicalizer_kwargs"], cfg["prior"], cfg["epochs"], cfg["seed"]) == \
+        ("candidate", {"views": 2}, "upright", 5, 3)
+    assert cfg["freeze_backbone"] and cfg["pretrained"].endswith("last.pt")
+    assert main(["adapt", "--pretrained", str(tmp_path / "plain" / "last.pt"), "--backbone.width", "8"]) == 2
+    assert "unrecognized arguments: --backbone.width" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import torch
 import pointcanon
 from pointcanon import registry
 from pointcanon.cli import build_parser
+from pointcanon.cliconfig import build_train_parser
 from pointcanon.config import TrainConfig
 from pointcanon.core.io import safe_load
 from pointcanon.models import CANONICALIZER_CLASSES, DEFAULT_WEIGHTS, build_model
@@ -20,7 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _choices(command: str) -> dict[str, tuple]:
-    """``--flag -> choices`` of a subcommand of ``pointcanon``."""
+    """``--flag -> choices`` of a subcommand of ``pointcanon`` (train / adapt: as their help shows them)."""
+    if command in ("train", "adapt"):
+        parser = build_train_parser(adapt=command == "adapt")
+        return {a.option_strings[0]: tuple(a.metavar[1:-1].split(",")) for a in parser._actions
+                if a.option_strings and str(a.metavar).startswith("{")}
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return {a.option_strings[0]: tuple(a.choices) for a in sub.choices[command]._actions
             if a.option_strings and a.choices is not None}
