@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--overwrite", action="store_true", help="replace outputs already in OUT (never an input)")
     c.set_defaults(func=cmd_canonicalize)
+
+    from .cli_classify import add_classify_parser
+
+    add_classify_parser(sub)
     return p
 
 

@@ -174,3 +174,31 @@ def test_the_shipped_classifier_classifies_real_test_shapes_in_any_pose(modelnet
         res = classify_points(clf, pts @ q.T + t)
         right += res["class"] == names[int(labels[i])]
     assert right / len(labels) >= 0.6  # documented accuracy on the whole test split: docs/results.md
+
+
+def test_classify_command_table_json_and_errors(checkpoint, tmp_path, capsys, modelnet_test_shapes):
+    from pointcanon.cli import main
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for f in sorted(require(MESHES).glob("*.off"))[:2]:
+        (src / f.name).write_bytes(f.read_bytes())
+    np.save(src / "sub" / "cloud.npy", modelnet_test_shapes[0].double().numpy())
+    (src / "sub" / "broken.xyz").write_text("1 2\n")
+    out = tmp_path / "r.json"
+    assert main(["classify", str(src), "--model", str(checkpoint), "--json", str(out), "--no-progress"]) == 1
+    printed = capsys.readouterr()
+    results = json.loads(out.read_text())
+    assert len(results) == 4 and sum("error" in r for r in results) == 1
+    for r in results:
+        if "error" not in r:
+            assert {"file", "class", "probability", "top5", "transform", "degenerate", "fragile"} <= set(r)
+            assert r["class"] in CLASSES and np.array(r["transform"]).shape == (4, 4)
+            assert Path(r["file"]).name in printed.out
+    assert "broken.xyz" in printed.out and "3 columns" in printed.out
+    before = out.read_text()
+    assert main(["classify", str(src), "--model", str(checkpoint), "--json", str(out)]) == 2  # never overwritten
+    assert "--overwrite" in capsys.readouterr().err and out.read_text() == before
+    assert main(["classify", str(src), "--num-points", "2", "--model", str(checkpoint)]) == 2
+    assert main(["classify", str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
