@@ -166,10 +166,10 @@ def check_int(value, flag: str, low: int = 1, high: int | None = None, hint: str
 
 def canonicalizer_file(path: str, kind: str) -> tuple[str, dict, str]:
     """``--canonicalizer-weights``: the canonicalizer kind, its hyperparameters and the resolved path of a
-    canonicalizer file (``shipped``: the shipped upright ModelNet40 canonicalizer)."""
-    from .mesh import DEFAULT_WEIGHTS, load_canonicalizer
+    canonicalizer file (or a shipped one by name: ``upright``, alias ``shipped``)."""
+    from .models import canonicalizer_path, load_canonicalizer
 
-    path = str(DEFAULT_WEIGHTS) if path == "shipped" else path
+    path = str(canonicalizer_path(path))
     canon = load_canonicalizer(path)
     found = next(kind for kind, cls in CANONICALIZERS.items() if cls is type(canon))
     if kind not in ("none", found):

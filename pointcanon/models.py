@@ -27,7 +27,19 @@ CANONICALIZER_CLASSES = {cls.__name__: cls for cls in CANONICALIZERS.values()
 
 CANONICALIZER_FORMAT = "pointcanon-canonicalizer"
 CANONICALIZER_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "upright_modelnet40.pt"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "upright_modelnet40.pt"
+# the shipped canonicalizer files by name (`load_canonicalizer("upright")`, `--canonicalizer-weights upright`):
+# "upright" puts the up axis where upright ModelNet40 has it (for backbones trained with rotations about z);
+# "shipped" is an alias of it
+SHIPPED_CANONICALIZERS = {"upright": DEFAULT_WEIGHTS, "shipped": DEFAULT_WEIGHTS}
+
+
+def canonicalizer_path(name_or_path) -> Path:
+    """The file of a shipped canonicalizer name (:data:`SHIPPED_CANONICALIZERS`), else ``name_or_path``."""
+    if isinstance(name_or_path, str) and name_or_path in SHIPPED_CANONICALIZERS:
+        return SHIPPED_CANONICALIZERS[name_or_path]
+    return Path(name_or_path).expanduser()
 
 
 def build_model(cfg: TrainConfig, sizes: dict | int) -> nn.Module:
@@ -131,14 +143,14 @@ def save_canonicalizer(canon: VNCanonicalizer | CandidateCanonicalizer, path, in
 
 def load_canonicalizer(path) -> VNCanonicalizer | CandidateCanonicalizer:
     """Load a canonicalizer (eval mode, CPU, in the dtype it was saved in) from a file of
-    :func:`save_canonicalizer` or from a ``pointcanon train`` checkpoint of a canonicalized model (its
-    canonicalizer part).
+    :func:`save_canonicalizer`, from a ``pointcanon train`` checkpoint of a canonicalized model (its
+    canonicalizer part), or by the name of a shipped one (:data:`SHIPPED_CANONICALIZERS`: ``"upright"``).
 
     The file's ``info`` dict is attached as ``canon.info``. Raises ``FileNotFoundError`` for a missing
     file and ``ValueError`` for a foreign, corrupt or unsuitable one (a plain backbone, ``group="E3"``,
     an approximately equivariant canonicalizer).
     """
-    path = Path(path).expanduser()
+    path = canonicalizer_path(path)
     if not path.is_file():
         raise FileNotFoundError(not_a_file(path, "canonicalizer file"))
     obj = safe_load(path, "canonicalizer file")  # never runs code from the file
@@ -195,7 +207,7 @@ def _float64_model(model) -> VNCanonicalizer | CandidateCanonicalizer:
             load_default_canonicalizer()  # raises the FileNotFoundError
         model = DEFAULT_WEIGHTS
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model).expanduser().resolve()
+        path = canonicalizer_path(model).resolve()
         if not path.is_file():
             raise FileNotFoundError(not_a_file(path, "canonicalizer file"))
         st = path.stat()
