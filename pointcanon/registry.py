@@ -38,9 +38,10 @@ CANONICALIZERS: dict[str, type[nn.Module] | None] = {
 # pointcanon.nn.segmentation, pointcanon.datasets) and gathered here.
 
 # name -> (canonicalizer kind, options that differ from the class defaults). "upright": the shipped weights'
-# recipe (tests/test_registry.py checks that it builds the hyperparameters stored in that file).
+# recipe, which is the candidate canonicalizer at its defaults (tests/test_registry.py checks that it builds the
+# hyperparameters stored in that file).
 PRESETS: dict[str, tuple[str, dict]] = {
-    "upright": ("candidate", {"local_k": 10, "normal_k": 16, "views": 2, "pooling": "max+mean"}),
+    "upright": ("candidate", {}),
 }
 
 

@@ -1,4 +1,4 @@
-"""Fitting a :class:`~pointcanon.nn.wrapper.HypothesisSelector` to a trained candidate-canonicalized
+"""Fitting a :class:`~pointcanon.nn.hypotheses.HypothesisSelector` to a trained candidate-canonicalized
 classifier (``pointcanon fit-selector``): the classifier is run once over its training shapes in each of
 its k up hypotheses, and the selector (a few thousand parameters) learns from those outputs which pose to
 believe. The canonicalizer and the backbone are not changed; the result is a new checkpoint whose
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core.groups import apply_rigid
 from .core.io import check_output_file, save_checkpoint
 from .nn import CanonicalizedModel
-from .nn.wrapper import TRAINING_RULES, HypothesisSelector, combine_hypotheses
+from .nn.hypotheses import TRAINING_RULES, HypothesisSelector, check_hypotheses, combine_hypotheses
 
 
 @torch.no_grad()
@@ -117,8 +117,7 @@ def fit_selector_checkpoint(checkpoint, out, hypotheses: int | None = None, *, e
         raise ValueError(f"{checkpoint} must hold a classifier with a candidate canonicalizer (trained with "
                          f"--canonicalizer candidate); it has canonicalizer {cfg.canonicalizer!r}, task {cfg.task!r}")
     hypotheses = (cfg.hypotheses if cfg.hypotheses > 1 else 3) if hypotheses is None else hypotheses
-    if isinstance(hypotheses, bool) or not isinstance(hypotheses, int) or not 2 <= hypotheses <= 6:
-        raise ValueError(f"--hypotheses must be an int from 2 to 6, got {hypotheses!r}")
+    check_hypotheses(hypotheses, "--hypotheses", low=2)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"--epochs must be a positive int, got {epochs!r}")
     if max_shapes is not None and (isinstance(max_shapes, bool) or not isinstance(max_shapes, int) or max_shapes < 1):

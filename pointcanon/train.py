@@ -6,7 +6,6 @@ run resumed from any checkpoint continues exactly as the uninterrupted run would
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import time
@@ -21,7 +20,7 @@ from .loader import batch_loader
 from .core.io import atomic_write, load_checkpoint, save_checkpoint, write_json
 from .config import AUGMENTATIONS, PROTOCOLS, TrainConfig, parse_rotation
 from .core.groups import apply_rigid, random_rotations, rotation_about_axis
-from .core.priors import PRIORS, EmpiricalPrior
+from .core.result import Canonicalization
 from .models import build_model, load_canonicalizer_weights, load_pretrained_backbone
 from .nn import CanonicalizedModel
 from .options import options
@@ -64,23 +63,6 @@ def _param_groups(model: nn.Module, cfg: TrainConfig):
     return groups
 
 
-def prior_loss(name: str, frame: Tensor, train_rotation: str = "none") -> Tensor:
-    """Mean prior loss of a batch of frames ``(B, 3, 3)`` (z-up data). ``"empirical"``: distance to the
-    nearest of 256 orientations drawn from the training augmentation ``train_rotation`` (the
-    orientations the backbone was trained on)."""
-    if name == "empirical":
-        return _empirical(train_rotation)(frame).mean()
-    if name in PRIORS:  # identity, upright (z up)
-        return PRIORS[name](frame).mean()
-    return frame.new_zeros(())
-
-
-@functools.lru_cache(maxsize=None)
-def _empirical(train_rotation: str) -> EmpiricalPrior:
-    return EmpiricalPrior.from_sampler(lambda n, g: random_rotations(n, train_rotation, generator=g,
-                                                                     dtype=torch.float64))
-
-
 def _generator(*parts: int) -> torch.Generator:
     seed = 0
     for p in parts:
@@ -121,10 +103,10 @@ def augment_batch(x: Tensor, augment: str, generator: torch.Generator, positions
     return x * scale.to(x) + shift.to(x)
 
 
-def _forward(model: nn.Module, x: Tensor, args: tuple) -> tuple[Tensor, Tensor | None]:
+def _forward(model: nn.Module, x: Tensor, args: tuple) -> tuple[Tensor, Canonicalization | None]:
+    """The output of ``model`` on ``x`` and, for a canonicalized model, its canonicalizer's result."""
     if isinstance(getattr(model, "module", model), CanonicalizedModel):  # plain or wrapped in DDP
-        out, canon = model(x, *args, return_canonicalization=True)
-        return out, canon.frame
+        return model(x, *args, return_canonicalization=True)
     return model(x, *args), None
 
 
@@ -280,15 +262,12 @@ def train(cfg: TrainConfig, train_set, test_set=None, *, out: str | Path | None 
                 x = augment_batch(x, cfg.augment, _generator(cfg.seed, epoch, step, 3), positions, cfg.batch_size)
                 x = rotate_batch(x, cfg.train_rotation, _generator(cfg.seed, epoch, step, 2), positions, cfg.batch_size)
                 x, y, args = x.to(dist.device), y.to(dist.device), tuple(a.to(dist.device) for a in args)
-                output, frame = _forward(runner, x, args)
+                output, canon = _forward(runner, x, args)
                 task_loss = task.loss(output, y)
-                if cfg.canonicalizer == "candidate" and cfg.prior != "none" and cfg.prior_weight:
-                    yaw = 0.01 if cfg.train_rotation == "none" else 0.0  # rotated inputs: the yaw carries no preference
-                    prior = model.canonicalizer.fit_loss(x, cfg.prior, yaw_weight=yaw)["loss"]  # see its doc
-                elif frame is not None:
-                    prior = prior_loss(cfg.prior, frame, cfg.train_rotation)
-                else:
+                if canon is None:  # no canonicalizer
                     prior = task_loss.new_zeros(())
+                else:  # the kind's own prior term (Canonicalizer.prior_loss), from the forward's result
+                    prior = model.canonicalizer.prior_loss(x, cfg.prior, canon, train_rotation=cfg.train_rotation)
                 loss = task_loss + cfg.prior_weight * prior
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")

@@ -31,12 +31,13 @@ def main(argv=None) -> int:
     sizes[-1] += b * n - sizes.sum()  # same total
     mixed_batch = torch.arange(b).repeat_interleave(sizes)
     mixed = torch.randn(int(sizes.sum()), 3)
-    models = {"candidate canonicalizer": CandidateCanonicalizer("SE3", local_k=10, views=2),
+    recipe = dict(local_k=10, normal_k=0, views=2, pooling="max")  # the settings of the figures in docs/results.md
+    models = {"candidate canonicalizer": CandidateCanonicalizer("SE3", **recipe),
               "VN canonicalizer": VNCanonicalizer("SE3"),
-              "candidate + PointNet": CanonicalizedModel(CandidateCanonicalizer("SE3", local_k=10, views=2),
+              "candidate + PointNet": CanonicalizedModel(CandidateCanonicalizer("SE3", **recipe),
                                                          build_backbone("pointnet", 40))}
     if a.dgcnn:
-        models["candidate + DGCNN"] = CanonicalizedModel(CandidateCanonicalizer("SE3", local_k=10, views=2),
+        models["candidate + DGCNN"] = CanonicalizedModel(CandidateCanonicalizer("SE3", **recipe),
                                                          build_backbone("dgcnn", 40))
     print(f"B={b}, N={n} ({b * n:,} points), {a.threads} threads, best of {a.repeats}")
     print(f"{'model':<24}{'dense':>10}{'ragged, equal':>16}{'ratio':>8}{'ragged, mixed':>16}{'ratio':>8}")

@@ -29,7 +29,7 @@ from pointcanon.measure import UPRIGHT_DATASETS as DATASETS  # noqa: E402
 from pointcanon.core.io import write_json  # noqa: E402
 from pointcanon.datasets.modelnet import load_off  # noqa: E402
 from pointcanon.mesh import estimate_transform, load_default_canonicalizer  # noqa: E402
-from pointcanon.nn.axes import up_margin, up_masses  # noqa: E402
+from pointcanon.nn.hypotheses import up_margin, up_masses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BATHTUBS = ROOT.parent / "shared" / "data" / "meshes" / "modelnet10_bathtub"

@@ -72,7 +72,8 @@ run adapt_frozen adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weigh
     --freeze-canonicalizer --epochs 0
 run adapt_finetune adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer-weights "$OUT/canon/upright.pt" \
     --freeze-canonicalizer --finetune-backbone --backbone-lr 1e-4 --epochs "$ADAPT_EPOCHS"
-run adapt_noprior adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer candidate --prior none --epochs 0
+run adapt_noprior adapt --pretrained "$OUT/plain_z/last.pt" --canonicalizer candidate --prior none --epochs 0 \
+    --canonicalizer.local_k 0 --canonicalizer.normal_k 0 --canonicalizer.views 1 --canonicalizer.pooling max  # as recorded
 
 # 3. from scratch, beside plain_z
 run canon_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon/upright.pt" --freeze-canonicalizer \

@@ -25,7 +25,7 @@ from torch import nn
 
 from pointcanon.datasets import ModelNet40HDF5
 from pointcanon.mesh import load_canonicalizer, load_default_canonicalizer
-from pointcanon.nn.axes import up_masses
+from pointcanon.nn.hypotheses import up_masses
 
 COS10 = math.cos(math.radians(10))
 
@@ -33,8 +33,7 @@ COS10 = math.cos(math.radians(10))
 def up_hypotheses(canon, x: torch.Tensor, k: int):
     """First stage on ``x`` (B, N, 3): the K best up hypotheses' candidate matrices in the principal frame
     (B, K, 3, 3), their frames (B, K, 3, 3), log weights (B, K) and the prepared views (B, S, M, C)."""
-    prepared = canon._prepare(x)
-    _, cands, _, view, mask, _ = prepared
+    _, cands, _, view, mask, _ = canon.prepare(x)
     logits = canon.candidate_logits(view, mask)
     mass, best = up_masses(logits, canon.up_group)  # (B, 6) each
     top = mass.topk(k, -1)

@@ -38,9 +38,9 @@ from pointcanon.measure import UPRIGHT_DATASETS as DATASETS, frame_scores
 from pointcanon.models import DEFAULT_WEIGHTS, load_canonicalizer, save_canonicalizer
 from pointcanon.nn import CandidateCanonicalizer, VNCanonicalizer
 from pointcanon.nn.candidates import POOLINGS
-from pointcanon.registry import PRESETS
+from pointcanon.registry import build_canonicalizer
 
-RECIPE = PRESETS["upright"][1]  # the shipped recipe: the defaults of --local-k, --normal-k, --pooling, --views
+RECIPE = build_canonicalizer("upright").hparams  # the shipped recipe: defaults of --local-k, --normal-k, --pooling, --views
 
 
 def build(kind: str, a) -> torch.nn.Module:
@@ -48,7 +48,8 @@ def build(kind: str, a) -> torch.nn.Module:
     if kind == "vn":
         return VNCanonicalizer("SE3", num_points=a.num_points, **({"hidden": hidden} if hidden else {}))
     tilts = {} if a.tilts is None else {"tilts": tuple(float(t) for t in a.tilts.split(","))}
-    return CandidateCanonicalizer("SE3", num_points=a.num_points, refine=a.refine, local_k=a.local_k, normal_k=a.normal_k, pooling=a.pooling,
+    # trained on 1 point subset; --views subsets are set for the final scores and the file
+    return CandidateCanonicalizer("SE3", num_points=a.num_points, views=1, refine=a.refine, local_k=a.local_k, normal_k=a.normal_k, pooling=a.pooling,
                                   **({"hidden": hidden} if hidden else {}), **tilts)
 
 

@@ -143,7 +143,8 @@ def test_huge_coordinates_give_finite_gradients(kind):
     from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, VNCanonicalizer, build_backbone
 
     torch.manual_seed(0)
-    canon = VNCanonicalizer("SE3") if kind == "vn" else CandidateCanonicalizer("SE3", local_k=4, num_points=32)
+    canon = VNCanonicalizer("SE3") if kind == "vn" else \
+        CandidateCanonicalizer("SE3", local_k=4, num_points=32, normal_k=0, views=1, pooling="max")
     model = CanonicalizedModel(canon, build_backbone("pointnet", 5)).train()
     x = torch.randn(4, 64, 3)
     x[0] *= 1e19

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def model(request):
     torch.manual_seed(0)
     if request.param == "candidate":
-        return CandidateCanonicalizer(hidden=(16, 32, 64)).double().eval()
+        light = {"local_k": 0, "normal_k": 0, "views": 1, "pooling": "max"}  # not the heavier class defaults
+        return CandidateCanonicalizer(hidden=(16, 32, 64), **light).double().eval()
     return VNCanonicalizer(group="SE3").double().eval()
 
 

@@ -37,6 +37,23 @@ def test_identity_prior_brings_upright_frames_within_10_degrees():
     assert angle_free > 30  # without the prior nothing pulls the frame to the identity (Haar mean: 126 deg)
 
 
+def test_a_vn_canonicalizers_prior_loss_is_the_prior_on_its_frame():
+    """Canonicalizer.prior_loss (what a training run adds): the named prior of the frame; "empirical" fitted
+    to the run's rotation augmentation (zero on yaw-only frames for "z"); 0 for "none"."""
+    from pointcanon.nn import VNCanonicalizer
+
+    torch.manual_seed(0)
+    canon = VNCanonicalizer("SE3").eval()
+    x = torch.randn(4, 64, 3, generator=G(5))
+    r = canon(x)
+    assert torch.equal(canon.prior_loss(x, "identity", r), identity_prior(r.frame).mean())
+    assert torch.equal(canon.prior_loss(x, "upright", r), upright_prior(r.frame).mean())
+    assert canon.prior_loss(x, "none", r).item() == 0
+    yaw = r.__class__(frame=random_rotations(4, "z", generator=G(6)), canonical=r.canonical)
+    assert canon.prior_loss(x, "empirical", yaw, train_rotation="z") < 0.05
+    assert torch.isclose(canon.prior_loss(x, "empirical", r, train_rotation="none"), canon.prior_loss(x, "identity", r))
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_empirical_prior_is_zero_exactly_on_fitted_orientations_and_positive_elsewhere(dtype):
     fitted = random_rotations(32, "SO3", generator=G(1), dtype=torch.float64)

@@ -29,14 +29,17 @@ def ragged_real():
     return torch.cat(clouds), batch, clouds
 
 
+LIGHT = {"local_k": 0, "normal_k": 0, "views": 1, "pooling": "max"}  # what the defaults' options turn on, off
 CANONICALIZERS = {
     "shipped": lambda: load_default_canonicalizer(),
-    "E3, 3 views, local offsets": lambda: CandidateCanonicalizer("E3", local_k=6, views=3),
-    "SE3, one view of 128 points": lambda: CandidateCanonicalizer("SE3", views=1),  # dense: the same subset
+    "E3, 3 views, local offsets": lambda: CandidateCanonicalizer("E3", **{**LIGHT, "local_k": 6, "views": 3}),
+    "SE3, one view of 128 points": lambda: CandidateCanonicalizer("SE3", **LIGHT),  # dense: the same subset
     "SE3, 2 views, normals from all points, max+mean": lambda: CandidateCanonicalizer(
         "SE3", views=2, local_k=6, normal_k=10, normal_points=None, pooling="max+mean"),
-    "SE3, normals from a 512-point subset": lambda: CandidateCanonicalizer("SE3", normal_k=10, normal_points=512),
-    "SE3, all points, refine": lambda: CandidateCanonicalizer("SE3", num_points=None, refine=True, local_k=4),
+    "SE3, normals from a 512-point subset": lambda: CandidateCanonicalizer(
+        "SE3", **{**LIGHT, "normal_k": 10, "normal_points": 512}),
+    "SE3, all points, refine": lambda: CandidateCanonicalizer(
+        "SE3", num_points=None, refine=True, **{**LIGHT, "local_k": 4}),
     "VN, SE3": lambda: VNCanonicalizer("SE3"),
     "VN, E3, learned origin, 128 points": lambda: VNCanonicalizer("E3", origin="learned", num_points=128),
 }
@@ -199,7 +202,7 @@ def test_ragged_training_step_has_finite_gradients(kind, ragged_real):
     PointNet on a ragged batch gives finite gradients everywhere."""
     x, batch, _ = ragged_real
     torch.manual_seed(0)
-    canon = CandidateCanonicalizer("SE3", local_k=4) if kind == "candidate" else VNCanonicalizer("SE3")
+    canon = CandidateCanonicalizer("SE3", **{**LIGHT, "local_k": 4}) if kind == "candidate" else VNCanonicalizer("SE3")
     model = CanonicalizedModel(canon, build_backbone("pointnet", 5)).train()
     out, c = model(x.float(), batch=batch, return_canonicalization=True)
     loss = out.logsumexp(-1).mean() + (canon.fit_loss(x.float(), "upright", batch=batch)["loss"]

@@ -93,8 +93,16 @@ def test_the_upright_preset_is_the_shipped_recipe():
     assert {k: built.hparams[k] for k in stored["hparams"]} == stored["hparams"]
     assert built.hparams == pointcanon.load_default_canonicalizer().hparams
     assert registry.build_canonicalizer("upright", views=1).hparams["views"] == 1  # overrides win
-    # the class keeps its own (smaller) defaults: the recommended recipe is the preset
-    assert any(CandidateCanonicalizer().hparams[k] != v for k, v in options.items())
+    # the class defaults are the recipe: a bare CandidateCanonicalizer() takes the shipped weights and gives
+    # the shipped frames
+    assert options == {}
+    shipped = pointcanon.load_default_canonicalizer()
+    bare = CandidateCanonicalizer()
+    assert bare.hparams == shipped.hparams
+    bare.load_state_dict(shipped.state_dict())
+    x = torch.randn(3, 300, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(bare.eval()(x).frame, shipped(x).frame)
 
 
 def test_unknown_names_are_refused_with_the_choices():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pointcanon.nn import CandidateCanonicalizer, CanonicalizedModel, build_backbone
-from pointcanon.nn.wrapper import HypothesisSelector, combine_hypotheses
+from pointcanon.nn.hypotheses import HypothesisSelector, combine_hypotheses
 from pointcanon.selector import fit_selector, rule_accuracies
 
 
@@ -50,7 +50,7 @@ def test_selector_output_is_a_distribution_and_inputs_are_checked():
     assert torch.allclose(logp.exp().sum(-1), torch.ones(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="logits"):
         sel(w, logits[..., :4])
-    with pytest.raises(ValueError, match="at most 6"):
+    with pytest.raises(ValueError, match="from 1 to 6"):
         HypothesisSelector(5)(torch.full((1, 7), 1 / 7), torch.randn(1, 7, 5))
     with pytest.raises(ValueError, match="positive int"):
         HypothesisSelector(0)

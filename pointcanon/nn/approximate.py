@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .canonicalizer import VNCanonicalizer
+from .vn_canonicalizer import VNCanonicalizer
 from .vn import VNLinearLeakyReLU
 
 

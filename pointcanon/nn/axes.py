@@ -1,11 +1,5 @@
-"""Principal axes of point clouds, the signed axis permutations and tilts of candidate frames, and the
-up hypotheses of :class:`~pointcanon.nn.CandidateCanonicalizer`.
-
-An up hypothesis is one of the 6 signed principal axes a candidate frame stands on (its third column);
-its mass is the log-sum-exp of the logits of all candidates standing on it, so ``softmax`` over the 6
-masses is the probability the scorer gives each axis of being up. The gap between the two largest masses
-(:func:`up_margin`) says how firmly the up axis was chosen: a small gap is a fragile choice, which another
-sampling of the same surface (another density, another pipeline) may turn over.
+"""Principal axes of point clouds, and the signed axis permutations and tilts that make the candidate
+frames of :class:`~pointcanon.nn.CandidateCanonicalizer` (its up hypotheses: :mod:`pointcanon.nn.hypotheses`).
 """
 from __future__ import annotations
 
@@ -16,8 +10,6 @@ from torch import Tensor
 
 from ..core.validation import power_of_two_scale
 from .ragged import segment_amax, segment_sum
-
-NUM_UP_HYPOTHESES = 6
 
 
 def signed_permutations(proper: bool = True, dtype=torch.float64) -> Tensor:
@@ -73,17 +65,3 @@ def principal_frames(centred: Tensor, batch: Tensor | None = None, counts: Tenso
         rel = torch.where(top > tiny, gap / top.clamp_min(tiny), torch.zeros_like(top)).clamp(0, 1)
     return evecs, rel, top.clamp_min(0).sqrt() * m
 
-
-def up_masses(logits: Tensor, up_group: Tensor) -> tuple[Tensor, Tensor]:
-    """The mass of every up hypothesis ``(B, 6)`` (log-sum-exp of the logits ``(B, K)`` of the candidates
-    whose ``up_group`` ``(K,)`` it is) and the index of its best-scored candidate ``(B, 6)``."""
-    groups = up_group.unsqueeze(0).expand_as(logits)
-    masked = torch.stack([logits.masked_fill(groups != g, float("-inf")) for g in range(NUM_UP_HYPOTHESES)], 1)
-    return masked.logsumexp(-1), masked.argmax(-1)  # (B, 6), (B, 6)
-
-
-def up_margin(mass: Tensor) -> Tensor:
-    """``(B,)``: the log-probability gap between the two most likely up hypotheses of masses ``(B, 6)``
-    (>= 0; invariant, since the logits are)."""
-    top2 = mass.topk(2, -1).values
-    return top2[:, 0] - top2[:, 1]

@@ -1,54 +1,52 @@
 """Candidate-frame canonicalizer: principal-axis candidates with tilts, an invariant scorer, argmax.
 
-Why: the up axis of a real shape is a *multimodal* target (up or down; which of several plausible
-axes). A network regressing one equivariant vector averages those modes and, on ModelNet40, puts the
-up axis within 10 deg of the truth for about 10 % of shapes. Scoring a discrete set of equivariant
-candidates and taking the best one does not average modes (Kaba et al. 2023 train the argmax of
-invariant scores in the same spirit for discrete groups).
+Why: the up axis of a real shape is a *multimodal* target (up or down; which of several plausible axes). A network
+regressing one equivariant vector averages those modes and, on ModelNet40, puts the up axis within 10 deg of the
+truth for about 10 % of shapes. Scoring a discrete set of equivariant candidates and taking the best one does not
+average modes (Kaba et al. 2023 train the argmax of invariant scores in the same spirit for discrete groups).
 
 How (``x`` centred, ``(B, N, 3)``):
 
-1. ``F0``: the principal axes of the covariance (eigenvalues ascending, third axis flipped so that
-   ``det F0 = +1``), computed in float64 from *all* points and detached. Under ``x -> x @ Q.T`` it
-   becomes ``Q @ F0 @ D`` with ``D`` a diagonal of signs: the axes are equivariant up to sign.
-2. Candidates ``F0 @ P_k @ T_t`` for the 24 proper signed permutation matrices ``P_k`` (48 with
-   reflections for ``group="E3"``) and a grid of tilts ``T_t = R_x(a) R_y(b)`` (default a, b in
-   -40..40 deg, step 10: 81 tilts, 1,944 candidates), so that an up axis that is *not* a principal
-   axis (a chair's, tilted by its backrest) still has a candidate within about 7 deg. The *set* of
-   candidates is exactly equivariant, because ``D P_k`` runs over the same group as ``P_k``.
-3. Scores by frame averaging over the sign ambiguity (Puny et al., ICLR 2022): a plain PointNet ``f``
-   reads the cloud in each sign-flipped principal frame ``x @ F0 @ D_i`` (4 flips, 8 with
-   reflections) and gives one logit per candidate *in that frame's coordinates*; the logit of candidate
-   ``F0 P_k`` is the sum over ``i`` of ``f(x F0 D_i)`` at the candidate ``D_i^-1 P_k``. The logits are
-   thus invariant functions on an equivariant set, and the argmax moves with the input. One pass per
-   flip (not per candidate) classifies "which axis is up" with a shared softmax: 6x cheaper than
-   scoring the 24 candidates one by one, for the same exactness.
-4. Optional (``refine=True``; off by default, it did not help on ModelNet40): a refinement pass of the
-   same point MLP on the chosen cloud ``x @ F0 @ P_k*`` (an invariant cloud) predicts two vectors
-   ``u, v`` in its coordinates; ``M`` = Gram–Schmidt with ``u`` as the z column and ``v`` as the y
-   column. The frame is ``F0 @ P_k* @ M``: still exactly equivariant.
+1. ``F0``: the principal axes of the covariance (eigenvalues ascending, third axis flipped so that ``det F0 = +1``),
+   computed in float64 from *all* points and detached. Under ``x -> x @ Q.T`` it becomes ``Q @ F0 @ D`` with ``D`` a
+   diagonal of signs: the axes are equivariant up to sign.
+2. Candidates ``F0 @ P_k @ T_t`` for the 24 proper signed permutation matrices ``P_k`` (48 with reflections for
+   ``group="E3"``) and a grid of tilts ``T_t = R_x(a) R_y(b)`` (default a, b in -40..40 deg, step 10: 81 tilts,
+   1,944 candidates), so that an up axis that is *not* a principal axis (a chair's, tilted by its backrest) still
+   has a candidate within about 7 deg. The *set* of candidates is exactly equivariant, because ``D P_k`` runs over
+   the same group as ``P_k``.
+3. Scores by frame averaging over the sign ambiguity (Puny et al., ICLR 2022): a plain PointNet ``f`` reads the
+   cloud in each sign-flipped principal frame ``x @ F0 @ D_i`` (4 flips, 8 with reflections) and gives one logit per
+   candidate *in that frame's coordinates*; the logit of candidate ``F0 P_k`` is the sum over ``i`` of
+   ``f(x F0 D_i)`` at the candidate ``D_i^-1 P_k``. The logits are thus invariant functions on an equivariant set,
+   and the argmax moves with the input. One pass per flip (not per candidate) classifies "which axis is up" with a
+   shared softmax: 6x cheaper than scoring the 24 candidates one by one, for the same exactness.
+4. Optional (``refine=True``; off by default, it did not help on ModelNet40): a refinement pass of the same point
+   MLP on the chosen cloud ``x @ F0 @ P_k*`` (an invariant cloud) predicts two vectors ``u, v`` in its coordinates;
+   ``M`` = Gram–Schmidt with ``u`` as the z column and ``v`` as the y column. The frame is ``F0 @ P_k* @ M``: still
+   exactly equivariant.
 
-The input is degenerate (flagged, conditioning 0) when two covariance eigenvalues nearly coincide
-(relative gap below ``degenerate_tol``: the principal axes are not unique), the two best logits
-nearly tie (``margin_tol``), or (with ``normal_k``) a seen point's normal is orthogonal to its position
-to rounding, so that its sign is undefined (a flat shape whose plane holds the centroid), or the input's own
-rounding is a material part of the shape (``eps(dtype) * max|x|`` above
-:data:`~pointcanon.core.validation.ROUNDING_TOL` = 1e-3 of the radius: float32 coordinates about 1e4 radii
-from the origin; centring in float64 cannot restore what the input's rounding lost); a cloud with no extent
-(all points coincide) gets the identity frame. Coordinates beyond a quarter of the dtype's largest value
-raise ``ValueError`` (the canonical cloud could overflow); below that every output is finite.
-Otherwise ``conditioning`` is the relative eigengap: rounding errors of the input move the frame by
-about (relative rounding error) / conditioning. The frame of a flagged input is still the computed one
-(finite, deterministic), not a fallback, because its up axis is often still right (a bottle); it is not
-guaranteed to be equivariant. Gradients w.r.t. the input treat the principal axes as constants.
+The input is degenerate (flagged, conditioning 0) when two covariance eigenvalues nearly coincide (relative gap
+below ``degenerate_tol``: the principal axes are not unique), the two best logits nearly tie (``margin_tol``), or
+(with ``normal_k``) a seen point's normal is orthogonal to its position to rounding, so that its sign is undefined
+(a flat shape whose plane holds the centroid), or the input's own rounding is a material part of the shape
+(``eps(dtype) * max|x|`` above :data:`~pointcanon.core.validation.ROUNDING_TOL` = 1e-3 of the radius: float32
+coordinates about 1e4 radii from the origin; centring in float64 cannot restore what the input's rounding lost); a
+cloud with no extent (all points coincide) gets the identity frame. Coordinates beyond a quarter of the dtype's
+largest value raise ``ValueError`` (the canonical cloud could overflow); below that every output is finite.
+Otherwise ``conditioning`` is the relative eigengap: rounding errors of the input move the frame by about (relative
+rounding error) / conditioning. The frame of a flagged input is still the computed one (finite, deterministic), not
+a fallback, because its up axis is often still right (a bottle); it is not guaranteed to be equivariant. Gradients
+w.r.t. the input treat the principal axes as constants.
 
-Separately, ``fragile`` flags a choice of up axis that is exact but not firm: the two most likely up
-hypotheses (:meth:`CandidateCanonicalizer.hypotheses`) are within ``fragile_margin`` in log-probability, so
-another sampling of the same surface (another density, another scanner) may put another axis up.
+Separately, ``fragile`` flags a choice of up axis that is exact but not firm: the two most likely up hypotheses
+(:mod:`pointcanon.nn.hypotheses`) are within ``fragile_margin`` in log-probability, so another sampling of the same
+surface (another density, another scanner) may put another axis up.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +57,9 @@ from ..core.groups import GroupName
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, check_range, cloud_radius, coarse_rounding, centre
-from .axes import principal_frames, signed_permutations, tilt_rotations, up_margin, up_masses
+from .axes import principal_frames, signed_permutations, tilt_rotations
+from .canonicalizer import Canonicalizer
+from .hypotheses import check_hypotheses, top_hypotheses, up_axis_of, up_margin, up_masses
 from .knn import fixed_index_sample, gather_neighbours, knn, sign_undefined, surface_normals
 from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax
 
@@ -91,45 +91,57 @@ def _head(width: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.ReLU(), nn.Linear(width, 128), nn.ReLU(), nn.Linear(128, out))
 
 
-class CandidateCanonicalizer(nn.Module):
-    """Frames from scored principal-axis candidates plus a learned refinement (see the module doc).
+class Prepared(NamedTuple):
+    """What the scorer needs of a batch (:meth:`CandidateCanonicalizer.prepare`)."""
+
+    centroid: Tensor  # (B, 3)
+    candidates: Tensor  # (B, K, 3, 3) candidate frames F0 @ P_k T_t, in x's dtype
+    gap: Tensor  # (B,) relative eigengap, 0 where flagged
+    point_inputs: Tensor  # (B, S, M, C): S point subsets, M points, C = 3 per vector (position, offset, normal)
+    mask: Tensor | None  # (B, M) real points of a ragged batch, None when dense
+    no_extent: Tensor  # (B,) all points coincide
+
+
+class CandidateCanonicalizer(Canonicalizer):
+    """Frames from scored principal-axis candidates, optionally refined (see the module doc). The defaults
+    are the recommended recipe, that of the shipped weights (``pointcanon/weights/upright_modelnet40.pt``):
+    local offsets of 10 neighbours, normals of 16, max+mean pooling, 2 point subsets scored.
 
     Args:
         group: ``"SE3"`` (24 proper candidates; det R = +1) or ``"E3"`` (48; reflections collapsed).
         hidden: channels of the shared point MLP (the last is the pooled feature size).
-        num_points: points the network sees (a fixed index subset; the covariance and the origin use
-            all points); ``None`` for all.
+        num_points: points the network sees (a fixed index subset; the covariance and the origin use all points);
+            ``None`` for all.
         tilts: the tilt grid in degrees (per axis); ``()`` for the principal-axis candidates alone.
-        views: point subsets whose scores are averaged (exact: the subsets are fixed index sets); training
-            with 1 and scoring with several (set ``model.views``) costs nothing to train.
-        normal_k: if > 0, each seen point also carries its surface normal, fitted to its ``normal_k``
-            nearest points among up to ``normal_points`` points of the cloud (:func:`surface_normals`:
-            planes such as shelves, seats and table tops are seen even when few of their points are).
-        normal_points: normals use a fixed index subset of at most this many points (``None``: all):
-            denser scans get normals at the scale seen in training, not noisier, more local ones.
-        local_k: if > 0, each seen point also carries the offset to the mean of its ``local_k`` nearest
-            seen neighbours (a surface-normal-like cue; exact up to distance ties).
+        views: point subsets of ``num_points`` whose scores are averaged (exact: the subsets are fixed index sets).
+            Settable (``model.views``): the shipped weights were trained with 1 and score with 2.
+        normal_k: if > 0, each seen point also carries its surface normal, fitted to its ``normal_k`` nearest points
+            among up to ``normal_points`` points of the cloud (:func:`surface_normals`: planes such as shelves, seats
+            and table tops are seen even when few of their points are).
+        normal_points: normals use a fixed index subset of at most this many points (``None``: all): denser scans get
+            normals at the scale seen in training, not noisier, more local ones.
+        local_k: if > 0, each seen point also carries the offset to the mean of its ``local_k`` nearest seen neighbours
+            (a surface-normal-like cue; exact up to distance ties).
         refine: learn the correction ``M`` (otherwise the frame is the chosen candidate).
         batch_norm: batch norm in the point MLP (faster training).
-        pooling: ``"max"`` (extents) or ``"max+mean"`` (also densities and moments along each axis, e.g.
-            which end of an axis holds more of the surface: up or down).
+        pooling: ``"max"`` (extents) or ``"max+mean"`` (also densities and moments along each axis, e.g. which end of an
+            axis holds more of the surface: up or down).
         degenerate_tol: relative eigengap below which the principal axes count as non-unique.
         margin_tol: best-minus-second logit below ``margin_tol * (1 + |best|)`` counts as a tie.
         sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
-        fragile_margin: an up axis chosen by less than this log-probability gap over the second most likely
-            one is flagged ``fragile`` (0: never); settable. Files saved without it get the default.
+        fragile_margin: an up axis chosen by less than this log-probability gap over the second most likely one is
+            flagged ``fragile`` (0: never); settable. Files saved without it get the default.
 
     Shapes: input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``,
     origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning / fragile ``(B,)``,
-    logits ``(B, K)`` over the K candidates ``F0 @ P_k`` and index ``(B,)`` of the chosen one.
+    logits ``(B, K)`` over the K candidates ``F0 @ P_k T_t`` and index ``(B,)`` of the chosen one.
     """
 
-    def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256), num_points: int | None = 128,
-                 tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 0, normal_k: int = 0,
-                 normal_points: int | None = 1024, views: int = 1,
-                 refine: bool = False, batch_norm: bool = True, pooling: str = "max",
-                 degenerate_tol: float = 1e-3, margin_tol: float = 1e-5, sharpness: float = 200.0,
-                 fragile_margin: float = DEFAULT_FRAGILE_MARGIN):
+    def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256),
+                 num_points: int | None = 128, tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 10,
+                 normal_k: int = 16, normal_points: int | None = 1024, views: int = 2, refine: bool = False,
+                 batch_norm: bool = True, pooling: str = "max+mean", degenerate_tol: float = 1e-3,
+                 margin_tol: float = 1e-5, sharpness: float = 200.0, fragile_margin: float = DEFAULT_FRAGILE_MARGIN):
         super().__init__()
         group = GroupName.parse(group).value
         if group not in CANDIDATE_GROUPS:
@@ -141,8 +153,6 @@ class CandidateCanonicalizer(nn.Module):
         tilts = tuple(float(t) for t in tilts) or (0.0,)
         if any(not -90 < t < 90 for t in tilts) or len(set(tilts)) != len(tilts):
             raise ValueError(f"tilts must be distinct angles in (-90, 90) degrees, got {tilts}")
-        if isinstance(views, bool) or not isinstance(views, int) or views < 1:
-            raise ValueError(f"views must be a positive number of point subsets, got {views!r}")
         for name, k in (("local_k", local_k), ("normal_k", normal_k)):
             if isinstance(k, bool) or not isinstance(k, int) or k < 0 or (name == "normal_k" and k == 1):
                 raise ValueError(f"{name} must be a number of neighbours >= 0 (normal_k: 0 or >= 2), got {k!r}")
@@ -154,14 +164,14 @@ class CandidateCanonicalizer(nn.Module):
             raise ValueError(f"hidden must be one or more positive sizes, got {hidden}")
         if not (degenerate_tol >= 0 and margin_tol >= 0):
             raise ValueError(f"tolerances must be >= 0, got {degenerate_tol}, {margin_tol}")
-        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k, normal_k=normal_k,
-                            normal_points=normal_points, views=views, refine=bool(refine), batch_norm=bool(batch_norm), pooling=pooling,
-                            degenerate_tol=degenerate_tol, margin_tol=margin_tol, sharpness=sharpness)
-        self.fragile_margin = fragile_margin
+        self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k,
+                            normal_k=normal_k, normal_points=normal_points, views=views, refine=bool(refine),
+                            batch_norm=bool(batch_norm), pooling=pooling, degenerate_tol=degenerate_tol,
+                            margin_tol=margin_tol, sharpness=sharpness)
+        self.views, self.fragile_margin = views, fragile_margin  # checked by their setters
         self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
-        self.normal_points = normal_points
+        self.normal_points, self.degenerate_tol, self.margin_tol = normal_points, degenerate_tol, margin_tol
         self.group, self.num_points, self.refine = group, num_points, bool(refine)
-        self.degenerate_tol, self.margin_tol = degenerate_tol, margin_tol
         perms = signed_permutations(group == "SE3")
         flips = torch.stack([m for m in signed_permutations(False) if torch.equal(m.abs(), torch.eye(3, dtype=m.dtype))
                              and (group == "E3" or torch.linalg.det(m) > 0)])  # diagonal sign matrices D_i
@@ -176,10 +186,8 @@ class CandidateCanonicalizer(nn.Module):
         # float64 copy as a plain attribute, so that .to(float32) never rounds the tilts (exactness in float64)
         self.candidates64 = cands
         self.register_buffer("flips", flips.float(), persistent=False)
-        # the up axis (third column) of P_k names one of 6 signed principal axes: a candidate's "hypothesis"
-        up = perms[:, :, 2]
-        axis_of = up.abs().argmax(-1) * 2 + (up.sum(-1) < 0).long()  # (24 or 48,)
-        self.register_buffer("up_group", axis_of.repeat_interleave(n_tilts), persistent=False)
+        # the up hypothesis (signed principal axis, 0..5) every candidate stands on: that of its P_k
+        self.register_buffer("up_group", up_axis_of(perms).repeat_interleave(n_tilts), persistent=False)
         self.register_buffer("lookup", lookup, persistent=False)
         width = hidden[-1] * (2 if pooling == "max+mean" else 1)
         self.trunk = _point_mlp(hidden, batch_norm, 3 * (1 + bool(local_k) + bool(normal_k)))
@@ -192,7 +200,7 @@ class CandidateCanonicalizer(nn.Module):
 
     @property
     def views(self) -> int:
-        """Point subsets whose candidate scores are averaged (settable: train with 1, score with more)."""
+        """Point subsets whose candidate scores are averaged (settable: e.g. train with 1, score with 2)."""
         return self.hparams["views"]
 
     @views.setter
@@ -216,17 +224,14 @@ class CandidateCanonicalizer(nn.Module):
     def num_candidates(self) -> int:
         return self.candidates.shape[0]
 
-    def _prepare(self, x: Tensor, batch: Tensor | None = None):
-        """Centroid ``(B, 3)``, candidate frames ``(B, K, 3, 3)`` (x's dtype), eigengap ``(B,)``, the
-        network's views of the cloud scaled to unit radius in the principal frame ``F0`` (not flipped)
-        ``(B, S, M, C)`` (S point subsets; C = 3, or 6 with local offsets), the mask of their real points
-        ``(B, M)`` (``None`` for a dense batch) and whether the cloud has no extent ``(B,)``.
-        ``x``: dense ``(B, N, 3)``, or ragged ``(P, 3)`` with ``batch`` ``(P,)`` (see :mod:`.ragged`)."""
+    def prepare(self, x: Tensor, batch: Tensor | None = None) -> Prepared:
+        """What the scorer needs of ``x`` (:class:`Prepared`; ``x``, ``batch`` as in :meth:`forward`): the candidate
+        frames and the network's inputs, the cloud scaled to unit radius in the principal frame ``F0`` (not
+        flipped), per point subset."""
         if batch is None:
             check_points(x)
         else:
             counts, offsets = check_ragged(x, batch)
-            batch = batch.long()
         check_dtype(self, x)
         check_range(x)
         if batch is None:
@@ -236,6 +241,7 @@ class CandidateCanonicalizer(nn.Module):
             radius = cloud_radius(centred)
             centred_unit = centred / radius[:, None, None]
         else:
+            batch = batch.long()
             centroid, centred, radius = ragged_centre(x, batch, counts)
             f0, gap, extent = principal_frames(centred, batch, counts)
             scale = segment_amax(x.detach().abs().amax(-1), batch, counts.shape[0]).double()
@@ -244,7 +250,6 @@ class CandidateCanonicalizer(nn.Module):
         no_extent = extent <= 1e-6 * scale
         gap = torch.where(no_extent | coarse_rounding(scale, radius, x.dtype), torch.zeros_like(gap), gap)  # flagged
         cands = (f0.unsqueeze(1) @ self.candidates64.to(f0.device).unsqueeze(0)).to(x.dtype)
-        f0x = f0.to(x.dtype)
         largest = x.shape[1] if batch is None else int(counts.max())
         subsets = 1 if self.num_points is None or self.num_points >= largest else self.views
         per_subset, mask = [], None
@@ -277,9 +282,8 @@ class CandidateCanonicalizer(nn.Module):
                 normals = surface_normals(pts[..., :3], every, self.normal_k, every_mask)
                 gap = torch.where(sign_undefined(normals, pts[..., :3], mask), torch.zeros_like(gap), gap)  # flagged
                 pts = torch.cat([pts, normals], -1)
-            per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0x).reshape(pts.shape))
-        view = torch.stack(per_subset, 1)  # (B, S, M, C)
-        return centroid, cands, gap.to(x.dtype), view, mask, no_extent
+            per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0.to(x.dtype)).reshape(pts.shape))
+        return Prepared(centroid, cands, gap.to(x.dtype), torch.stack(per_subset, 1), mask, no_extent)  # (B, S, M, C)
 
     def _pooled(self, pts: Tensor, mask: Tensor | None = None) -> Tensor:
         """Pooled trunk features ``(B, F, S, H)`` of ``(B, F, S, M, C)`` points (max, and with
@@ -302,24 +306,25 @@ class CandidateCanonicalizer(nn.Module):
         count = mask.sum(1).to(feats.dtype).clamp_min(1)[:, None, None, None]
         return torch.cat([pooled, zeros.sum(1) / count], -1)
 
-    def candidate_logits(self, view: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Logits ``(B, K)`` of the candidates ``F0 @ P_k`` from the principal-frame views ``(B, S, M, C)``:
-        the sum over sign flips ``D_i`` of the network's logits in the flipped frame, averaged over the S
-        point subsets. ``mask`` ``(B, M)``: the real points of a ragged batch."""
-        signs = self.flips.diagonal(dim1=-2, dim2=-1).to(view.dtype).repeat(1, view.shape[-1] // 3)  # (F, C)
-        flipped = view.unsqueeze(1) * signs[None, :, None, None, :]  # (B, F, S, M, C)
+    def candidate_logits(self, point_inputs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Logits ``(B, K)`` of the candidates ``F0 @ P_k T_t`` from the principal-frame point inputs
+        ``(B, S, M, C)`` of :meth:`prepare`: the sum over sign flips ``D_i`` of the network's logits in the
+        flipped frame, averaged over the S point subsets. ``mask`` ``(B, M)``: the real points of a ragged batch."""
+        signs = self.flips.diagonal(dim1=-2, dim2=-1).to(point_inputs.dtype).repeat(1, point_inputs.shape[-1] // 3)
+        flipped = point_inputs.unsqueeze(1) * signs[None, :, None, None, :]  # (B, F, S, M, C)
         per_flip = self.score(self._pooled(flipped, mask)).mean(2)  # (B, F, K): logit of P_j in flip i's frame
-        index = self.lookup.unsqueeze(0).expand(view.shape[0], -1, -1)
+        index = self.lookup.unsqueeze(0).expand(point_inputs.shape[0], -1, -1)
         return per_flip.gather(2, index).sum(1)  # candidate k of F0 = P_{lookup[i, k]} of flip i
 
-    def _correction(self, view: Tensor, cand: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _correction(self, point_inputs: Tensor, cand: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``M`` ``(B, 3, 3)`` for the chosen candidates ``P`` ``(B, 3, 3)`` (columns z = u, y = v after
-        Gram–Schmidt, read from the cloud ``view @ P``) and its degeneracy ``(B,)``."""
+        Gram–Schmidt, read from the cloud ``point_inputs @ P``) and its degeneracy ``(B,)``."""
+        b = point_inputs.shape[0]
         if self.correction is None:
-            eye = torch.eye(3, dtype=view.dtype, device=view.device)
-            return eye.expand(view.shape[0], 3, 3), torch.zeros(view.shape[0], dtype=torch.bool, device=view.device)
-        view = view[:, :1]  # the first point subset, (B, 1, M, C)
-        moved = (view.reshape(view.shape[0], -1, 3) @ cand).reshape(view.shape)
+            eye = torch.eye(3, dtype=point_inputs.dtype, device=point_inputs.device)
+            return eye.expand(b, 3, 3), torch.zeros(b, dtype=torch.bool, device=point_inputs.device)
+        first = point_inputs[:, :1]  # the first point subset, (B, 1, M, C)
+        moved = (first.reshape(b, -1, 3) @ cand).reshape(first.shape)
         uv = self.correction(self._pooled(moved.unsqueeze(1), mask)[:, 0, 0]).view(-1, 2, 3)
         m, degenerate, _ = frame_from_vectors(uv, proper=True, axes="zy")
         return m, degenerate
@@ -328,14 +333,14 @@ class CandidateCanonicalizer(nn.Module):
         """``x`` ``(B, N, 3)``, or a ragged batch: ``x`` ``(P, 3)`` and ``batch`` ``(P,)`` (PyTorch Geometric's
         convention; then ``canonical`` is ``(P, 3)`` and the result carries ``batch``). Each cloud of a
         ragged batch gets the frame a dense call on that cloud alone would give."""
-        prepared = self._prepare(x, batch)
-        return self._choose(x, batch, prepared, self.candidate_logits(prepared[3], prepared[4]))
+        prepared = self.prepare(x, batch)
+        return self._choose(x, batch, prepared, self.candidate_logits(prepared.point_inputs, prepared.mask))
 
-    def _choose(self, x: Tensor, batch: Tensor | None, prepared: tuple, logits: Tensor) -> Canonicalization:
-        """The argmax candidate's :class:`Canonicalization` from :meth:`_prepare`'s output and the logits."""
-        centroid, cands, gap, view, mask, no_extent = prepared
+    def _choose(self, x: Tensor, batch: Tensor | None, prepared: Prepared, logits: Tensor) -> Canonicalization:
+        """The argmax candidate's :class:`Canonicalization` from :meth:`prepare`'s output and the logits."""
+        centroid, cands, gap, point_inputs, mask, no_extent = prepared
         index = logits.argmax(-1)
-        m, m_degenerate = self._correction(view, self.candidates.to(x.dtype)[index], mask)
+        m, m_degenerate = self._correction(point_inputs, self.candidates.to(x.dtype)[index], mask)
         rows = torch.arange(cands.shape[0], device=x.device)
         frame = cands[rows, index] @ m
         frame = torch.where(no_extent[:, None, None], torch.eye(3, dtype=x.dtype, device=x.device), frame)
@@ -356,55 +361,46 @@ class CandidateCanonicalizer(nn.Module):
                                 conditioning=conditioning, logits=logits, index=index, batch=batch, fragile=fragile)
 
     def hypotheses(self, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Canonicalization]:
-        """The ``k`` most likely *up hypotheses* of every cloud ``x`` ``(B, N, 3)``: the candidates are
-        grouped by which signed principal axis they stand on (6 groups), each group is represented by its
-        best-scored candidate and weighted by its total probability (log-sum-exp of its logits).
+        """The ``k`` most likely *up hypotheses* of every cloud ``x`` ``(B, N, 3)`` (:func:`top_hypotheses`: the
+        candidates grouped by the signed principal axis they stand on, each group represented by its best-scored
+        candidate and weighted by its total probability).
 
-        Returns frames ``(B, k, 3, 3)`` (best group first; the first is the frame of :meth:`forward`),
-        weights ``(B, k)`` (softmax over the k group masses; they sum to 1) and the canonical clouds
-        ``(B, k, N, 3)``. The hypotheses are a set that moves exactly with the input and the weights are
-        invariant, so any weighted use of them (an ensemble) is exactly invariant. Also returns
-        :meth:`forward`'s result, computed from the same pass."""
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 6:
-            raise ValueError(f"k must be an int from 1 to 6 (signed principal axes), got {k!r}")
+        Returns frames ``(B, k, 3, 3)`` (best group first; the first is the frame of :meth:`forward`), weights
+        ``(B, k)`` (softmax over the k group masses; they sum to 1) and the canonical clouds ``(B, k, N, 3)``. The
+        hypotheses are a set that moves exactly with the input and the weights are invariant, so any weighted use
+        of them (an ensemble) is exactly invariant. Also returns :meth:`forward`'s result, from the same pass."""
+        check_hypotheses(k, "k")
         if self.correction is not None:
             raise ValueError("hypotheses need refine=False (the refinement is trained on one candidate)")
-        prepared = self._prepare(x)
-        centroid, cands, _, view, mask, no_extent = prepared
-        logits = self.candidate_logits(view, mask)  # (B, K)
-        mass, best = up_masses(logits, self.up_group)  # (B, 6), (B, 6)
-        top = mass.topk(k, -1)
-        index = best.gather(1, top.indices)  # (B, k)
-        rows = torch.arange(x.shape[0], device=x.device)[:, None]
-        frames = cands[rows, index]  # (B, k, 3, 3)
-        eye = torch.eye(3, dtype=x.dtype, device=x.device)
-        frames = torch.where(no_extent[:, None, None, None], eye, frames)
-        weights = torch.softmax(top.values, -1).to(x.dtype)
-        canonical = (x - centroid.unsqueeze(1)).unsqueeze(1) @ frames  # (B, k, N, 3)
-        return frames, weights, canonical, self._choose(x, None, prepared, logits)
+        prepared = self.prepare(x)
+        logits = self.candidate_logits(prepared.point_inputs, prepared.mask)  # (B, K)
+        index, weights = top_hypotheses(logits, self.up_group, k)  # (B, k) each; frames (B, k, 3, 3):
+        rows, eye = torch.arange(x.shape[0], device=x.device)[:, None], torch.eye(3, dtype=x.dtype, device=x.device)
+        frames = torch.where(prepared.no_extent[:, None, None, None], eye, prepared.candidates[rows, index])
+        canonical = (x - prepared.centroid.unsqueeze(1)).unsqueeze(1) @ frames  # (B, k, N, 3)
+        return frames, weights.to(x.dtype), canonical, self._choose(x, None, prepared, logits)
 
     def fit_loss(self, x: Tensor, prior: str = "upright", *, up_axis: int = 2, yaw_weight: float = 0.01,
                  batch: Tensor | None = None) -> dict[str, Tensor]:
-        """Loss that teaches the canonicalizer the orientation of in-distribution inputs ``x``
-        ``(B, N, 3)`` (given in the orientation the backbone expects):
+        """Loss that teaches the canonicalizer the orientation of in-distribution inputs ``x`` ``(B, N, 3)`` (given
+        in the orientation the backbone expects):
 
-        - scorer: cross-entropy towards a soft target over the candidates, ``softmax(sharpness * c_k)``
-          with ``c_k`` the cosine between the candidate's up axis and the true up plus ``yaw_weight``
-          times the cosine of its angle to the identity (``"upright"``: the tilt dominates; the small
-          yaw term breaks the tie between the yaw variants of the same up axis, which would otherwise get
-          equal scores, so that the choice among them is not decided by rounding noise; set it to 0 for
-          inputs whose yaw is random, e.g. under z-rotation augmentation), or ``(trace - 1) / 2``,
-          the cosine of the angle to the identity (``"identity"``);
-        - refinement (teacher-forced on the best-scored target candidate): the prior of the refined
-          frame (:func:`~pointcanon.core.priors.upright_prior` / :func:`identity_prior`).
+        - scorer: cross-entropy towards a soft target over the candidates, ``softmax(sharpness * c_k)`` with ``c_k``
+          the cosine between the candidate's up axis and the true up plus ``yaw_weight`` times the cosine of its
+          angle to the identity (``"upright"``: the tilt dominates; the small yaw term breaks the tie between the yaw
+          variants of the same up axis, which would otherwise get equal scores, so that the choice among them is not
+          decided by rounding noise; set it to 0 for inputs whose yaw is random, e.g. under z-rotation
+          augmentation), or ``(trace - 1) / 2``, the cosine of the angle to the identity (``"identity"``);
+        - refinement (teacher-forced on the best-scored target candidate): the prior of the refined frame
+          (:func:`~pointcanon.core.priors.upright_prior` / :func:`identity_prior`).
 
-        Returns ``{"loss", "score", "refine", "hit"}``: the sum, its two terms (means over the batch)
-        and the fraction of inputs whose chosen candidate is within 10 deg of the target orientation.
+        Returns ``{"loss", "score", "refine", "hit"}``: the sum, its two terms (means over the batch) and the fraction
+        of inputs whose chosen candidate is within 10 deg of the target orientation.
         """
         if prior not in FIT_PRIORS:
             raise ValueError(f"prior must be one of {FIT_PRIORS} for a CandidateCanonicalizer, got {prior!r}")
-        _, cands, _, view, mask, _ = self._prepare(x, batch)
-        logits = self.candidate_logits(view, mask)
+        _, cands, _, point_inputs, mask, _ = self.prepare(x, batch)
+        logits = self.candidate_logits(point_inputs, mask)
         with torch.no_grad():
             to_identity = (cands.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2  # cosine of the angle to I
             if prior == "upright":
@@ -417,11 +413,23 @@ class CandidateCanonicalizer(nn.Module):
         score_loss = -(soft * F.log_softmax(logits, -1)).sum(-1).mean()
         hit = (closeness.gather(1, logits.argmax(-1, keepdim=True)) >= math.cos(math.radians(10))).float().mean()
         best = logits.detach().masked_fill(~target, float("-inf")).argmax(-1)
-        rows = torch.arange(cands.shape[0], device=x.device)
-        m, _ = self._correction(view, self.candidates.to(x.dtype)[best], mask)
-        frame = cands[rows, best] @ m
+        frame = cands[torch.arange(cands.shape[0], device=x.device), best]
+        if self.correction is not None:
+            frame = frame @ self._correction(point_inputs, self.candidates.to(x.dtype)[best], mask)[0]
         refine_loss = (upright_prior(frame, up_axis) if prior == "upright" else identity_prior(frame)).mean()
         if self.correction is None:
             refine_loss = refine_loss.detach()
         return {"loss": score_loss + refine_loss, "score": score_loss.detach(), "refine": refine_loss.detach(),
                 "hit": hit}
+
+    def prior_loss(self, x: Tensor, prior: str, result: Canonicalization, *, train_rotation: str = "none") -> Tensor:
+        """:meth:`fit_loss` (its ``"loss"``); the yaw term only for unrotated training inputs
+        (``train_rotation="none"``): a random yaw carries no preference. 0 for ``prior="none"``.
+
+        It scores ``x`` again rather than reuse ``result.logits``: the loss and its gradients would be the same,
+        but in training mode the batch norm's running statistics are updated by every pass, and the recorded
+        runs were trained with two passes per step."""
+        if prior == "none":
+            return result.frame.new_zeros(())
+        yaw = 0.01 if train_rotation == "none" else 0.0
+        return self.fit_loss(x, prior, yaw_weight=yaw, batch=result.batch)["loss"]

@@ -5,75 +5,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core.result import Canonicalization
-
-HYPOTHESIS_RULES = ("weights", "evidence", "selector")  # how the up hypotheses' class probabilities are combined
-TRAINING_RULES = ("weights", "evidence")  # "selector" is fitted after training (`pointcanon fit-selector`)
-HYPOTHESIS_TRAINING = ("sample", "mixture")  # how a classifier is trained over them
-MAX_HYPOTHESES = 6
-
-
-class HypothesisSelector(nn.Module):
-    """A learned posterior over a classifier's k up hypotheses, read from invariant quantities only.
-
-    For each hypothesis k it reads the backbone's class log-probabilities ``log_softmax(logits[:, k])``
-    (C), its evidence relative to the most familiar pose ``lse_k - max_j lse_j`` (``lse = logsumexp`` of
-    the logits), the canonicalizer's ``log w_k`` and the hypothesis' rank (one-hot of 6); a small MLP turns
-    them into a correction of the canonicalizer's belief: ``q = softmax_k(log w_k + mlp(features_k))``.
-    Every input is invariant, so the mixture is exactly as invariant as the hypotheses (the rank makes it
-    depend on their order, by score: as stable as the canonicalizer's own choice). Fitted on the
-    classifier's training shapes after training (:func:`pointcanon.selector.fit_selector`).
-
-    ``forward(weights (B, k), logits (B, k, C)) -> q (B, k)``.
-    """
-
-    def __init__(self, num_classes: int, hidden: int = 64):
-        super().__init__()
-        for name, v in (("num_classes", num_classes), ("hidden", hidden)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.num_classes = num_classes
-        self.mlp = nn.Sequential(nn.Linear(num_classes + 2 + MAX_HYPOTHESES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-    def forward(self, weights: Tensor, logits: Tensor) -> Tensor:
-        if weights.ndim != 2 or logits.shape[:2] != weights.shape or logits.shape[-1] != self.num_classes:
-            raise ValueError(f"expected weights (B, k) and logits (B, k, {self.num_classes}), got "
-                             f"{tuple(weights.shape)} and {tuple(logits.shape)}")
-        b, k = weights.shape
-        if k > MAX_HYPOTHESES:
-            raise ValueError(f"at most {MAX_HYPOTHESES} hypotheses, got {k}")
-        log_w = weights.clamp_min(torch.finfo(weights.dtype).tiny).log()
-        lse = logits.logsumexp(-1, keepdim=True)
-        rank = torch.eye(MAX_HYPOTHESES, dtype=logits.dtype, device=logits.device)[:k].expand(b, k, MAX_HYPOTHESES)
-        features = torch.cat([torch.log_softmax(logits, -1), lse - lse.amax(1, keepdim=True),
-                              log_w.unsqueeze(-1).to(logits.dtype), rank], -1)
-        return torch.softmax(log_w.to(logits.dtype) + self.mlp(features).squeeze(-1), -1)
-
-
-def combine_hypotheses(weights: Tensor, logits: Tensor, rule: str = "weights",
-                       selector: HypothesisSelector | None = None) -> Tensor:
-    """Log class probabilities ``(B, C)`` of a mixture over k hypotheses: ``log sum_k q_k p_k`` with
-    ``p_k = softmax(logits[:, k])`` (``logits`` ``(B, k, C)``) and the hypothesis posterior ``q``
-    ``(B, k)`` given by ``rule``:
-
-    - ``"weights"``: the canonicalizer's weights ``(B, k)`` alone;
-    - ``"evidence"``: ``q_k ~ weights_k * exp(logsumexp_c logits[:, k, c])``, the canonicalizer's belief
-      times the backbone's own evidence that it sees a familiar input in that pose (the classifier read
-      as an energy model of its inputs, as in Grathwohl et al., 2020; needs raw logits: a backbone that
-      returns log-probabilities gives every pose the same evidence);
-    - ``"selector"``: ``q = selector(weights, logits)``, a fitted :class:`HypothesisSelector`.
-
-    All use only invariant quantities, so the result is exactly as invariant as the hypotheses."""
-    if rule not in HYPOTHESIS_RULES:
-        raise ValueError(f"rule must be one of {HYPOTHESIS_RULES}, got {rule!r}")
-    if rule == "selector":
-        if selector is None:
-            raise ValueError("rule 'selector' needs a fitted HypothesisSelector (`pointcanon fit-selector`)")
-        return (selector(weights, logits).clamp_min(torch.finfo(logits.dtype).tiny).log().unsqueeze(-1)
-                + torch.log_softmax(logits, -1)).logsumexp(1)
-    log_w = weights.clamp_min(torch.finfo(weights.dtype).tiny).log()
-    if rule == "evidence":
-        log_w = torch.log_softmax(log_w + logits.logsumexp(-1), -1)
-    return (log_w.unsqueeze(-1) + torch.log_softmax(logits, -1)).logsumexp(1)
+# the hypothesis names also stay importable from here for pointcanon.config, .cli and .cliconfig
+from .hypotheses import (HYPOTHESIS_RULES, HYPOTHESIS_TRAINING, TRAINING_RULES, HypothesisSelector,  # noqa: F401
+                         check_hypotheses, combine_hypotheses)
 
 
 class CanonicalizedModel(nn.Module):
@@ -89,12 +23,12 @@ class CanonicalizedModel(nn.Module):
     convention): ``forward(points (P, 3), *args, batch=batch (P,))``; the canonicalizer and the backbone
     must both accept ``batch=`` (:class:`CandidateCanonicalizer`, PointNet, DGCNN do).
 
-    ``hypotheses=k`` (2..6; a :class:`CandidateCanonicalizer` and a classifier backbone): instead of the
-    one best frame, the backbone sees the cloud in the canonicalizer's k most likely up hypotheses and the
-    class probabilities are combined by ``hypothesis_rule`` (:func:`combine_hypotheses`; exactly invariant;
-    k backbone passes). ``hypothesis_training``: ``"sample"`` shows each training cloud in one hypothesis
-    drawn with its weight (one backbone pass); ``"mixture"`` trains on the combined output (k passes), so
-    that the task loss also reaches the canonicalizer's scores through the weights. ``hypothesis_rule=
+    ``hypotheses=k`` (2..6, :mod:`pointcanon.nn.hypotheses`; a :class:`CandidateCanonicalizer` and a classifier
+    backbone): instead of the one best frame, the backbone sees the cloud in the canonicalizer's k most likely up
+    hypotheses and the class probabilities are combined by ``hypothesis_rule`` (:func:`combine_hypotheses`;
+    exactly invariant; k backbone passes). ``hypothesis_training``: ``"sample"`` shows each training cloud in one
+    hypothesis drawn with its weight (one backbone pass); ``"mixture"`` trains on the combined output (k passes),
+    so that the task loss also reaches the canonicalizer's scores through the weights. ``hypothesis_rule=
     "selector"`` needs ``selector``, a :class:`HypothesisSelector` (part of the model's state).
 
     Never NaN silently: the canonicalizers give finite canonical clouds for coordinates up to a quarter of
@@ -112,14 +46,14 @@ class CanonicalizedModel(nn.Module):
                              "(a checkpoint gets its selector from `pointcanon fit-selector`)")
         if selector is not None and not isinstance(selector, HypothesisSelector):
             raise TypeError(f"selector must be a HypothesisSelector, got {type(selector).__name__}")
-        if isinstance(hypotheses, bool) or not isinstance(hypotheses, int) or not 1 <= hypotheses <= 6:
-            raise ValueError(f"hypotheses must be an int from 1 to 6, got {hypotheses!r}")
+        check_hypotheses(hypotheses)
         if hypothesis_rule not in HYPOTHESIS_RULES:
             raise ValueError(f"hypothesis_rule must be one of {HYPOTHESIS_RULES}, got {hypothesis_rule!r}")
         if hypothesis_training not in HYPOTHESIS_TRAINING:
             raise ValueError(f"hypothesis_training must be one of {HYPOTHESIS_TRAINING}, got {hypothesis_training!r}")
         if hypotheses == 1 and (hypothesis_rule, hypothesis_training) != ("weights", "sample"):
-            raise ValueError("hypothesis_rule / hypothesis_training apply to hypotheses > 1 (one frame: nothing to combine)")
+            raise ValueError("hypothesis_rule / hypothesis_training apply to hypotheses > 1 "
+                             "(one frame: nothing to combine)")
         if hypotheses > 1 and not hasattr(canonicalizer, "hypotheses"):
             raise ValueError(f"hypotheses > 1 needs a canonicalizer with up hypotheses (CandidateCanonicalizer), "
                              f"got {type(canonicalizer).__name__}")
@@ -180,5 +114,6 @@ class CanonicalizedModel(nn.Module):
         reach = float(canon.canonical.detach().abs().max())
         if reach > torch.finfo(canon.canonical.dtype).max ** 0.5 and \
                 all(torch.isfinite(p).all() for p in self.backbone.parameters()):
-            raise ValueError(f"the backbone returned NaN or inf for canonical clouds with coordinates up to {reach:.3g}: "
-                             "coordinates that large overflow it; rescale the input (e.g. to unit radius)")
+            raise ValueError(f"the backbone returned NaN or inf for canonical clouds with coordinates up to "
+                             f"{reach:.3g}: coordinates that large overflow it; rescale the input "
+                             "(e.g. to unit radius)")
