@@ -18,6 +18,7 @@ def _approx(group="SE3", seed=0, **kw):
     return ApproximateVNCanonicalizer(group, **{**SMALL, **kw}).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 @pytest.mark.parametrize("options", [dict(), dict(origin="learned", num_fixed=2)])
 def test_zeroed_fixed_inputs_are_exactly_equivariant(modelnet_test_shapes, group, options):
@@ -28,6 +29,7 @@ def test_zeroed_fixed_inputs_are_exactly_equivariant(modelnet_test_shapes, group
     assert_equivariant(model, modelnet_test_shapes[:8], group=group, output="canonicalization", num_samples=4, tol=1e-9)
 
 
+@pytest.mark.slow
 def test_fixed_inputs_on_break_rotations_only_and_the_error_is_reported(modelnet_test_shapes):
     x = modelnet_test_shapes[:8]
     model = _approx()

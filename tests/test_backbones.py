@@ -41,6 +41,7 @@ def test_builder_rejects_unknown_names():
         PointNet(0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, n", [("pointnet", 1024), ("dgcnn", 256)])
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 def test_canonicalized_backbones_are_exactly_invariant_on_real_shapes(modelnet_test_shapes, name, n, group):

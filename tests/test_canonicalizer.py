@@ -24,6 +24,7 @@ def _per_shape_errors(model, x, group, dtype, motions):
 SMALL = dict(hidden=(8, 16, 32), num_points=128)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 def test_canonical_coordinates_invariant_on_real_shapes_float64(modelnet_test_shapes, group):
     err, _, degenerate = _per_shape_errors(_model(group, **SMALL), modelnet_test_shapes, group, torch.float64, MOTIONS)
@@ -34,6 +35,7 @@ def test_canonical_coordinates_invariant_on_real_shapes_float64(modelnet_test_sh
     assert err[~degenerate].max() <= 1e-9, err[~degenerate].max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 def test_canonical_coordinates_invariant_on_real_shapes_float32(modelnet_test_shapes, group):
     err, cond, degenerate = _per_shape_errors(_model(group, **SMALL), modelnet_test_shapes, group, torch.float32, MOTIONS)
@@ -60,6 +62,7 @@ def test_e3_mirror_symmetric_shapes_fall_back_to_a_rotation_equivariant_frame(mo
     assert not model(half).degenerate.any()  # the unsymmetrised halves are fine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 @pytest.mark.parametrize("options", [dict(), dict(origin="learned"), dict(subsample="fps", num_points=128),
                                      dict(num_points=None, k=8)])

@@ -121,6 +121,7 @@ def test_an_option_of_another_kind_is_refused(capsys):
     assert "--canonicalizer.k: Not of type PositiveInt: invalid literal for int()" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_e3_canonicalizer_trains_and_evaluates_from_the_cli(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["--threads", "1", "train", "--canonicalizer", "vn", "--canonicalizer.group", "E3",

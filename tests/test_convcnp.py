@@ -73,6 +73,7 @@ def test_bad_inputs_raise_clear_errors():
         ConvCNP1d("equivariant")
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
     model = ConvCNP1d("strict", channels=16, layers=3)

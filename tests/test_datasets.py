@@ -63,6 +63,7 @@ def mn40_test():
 # ------------------------------------------------------------------------------------------------
 # ModelNet40 HDF5 on the real data
 
+@pytest.mark.slow
 def test_modelnet40_real_counts_and_classes(mn40_train, mn40_test):
     assert len(mn40_train) == 9843 and len(mn40_test) == 2468
     for ds in (mn40_train, mn40_test):
@@ -468,6 +469,7 @@ def test_synthetic_shapes_have_no_rotational_symmetry():
             assert moved[ds.labels == c].min() > 0.03, (ds.classes[c], rot)
 
 
+@pytest.mark.slow
 def test_synthetic_classes_are_distinct_up_to_rotation():
     """Rotation-invariant descriptors (histograms of pairwise distances and of distances to the
     centroid) with a 1-nearest-neighbour rule tell the classes apart on randomly rotated test shapes:

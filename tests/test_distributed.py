@@ -42,6 +42,7 @@ def two_process_run(tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow
 def test_parameters_identical_across_ranks(two_process_run):
     _, ((_, p0, h0, a0), (_, p1, h1, a1)) = two_process_run
     assert torch.equal(p0, p1)
@@ -49,6 +50,7 @@ def test_parameters_identical_across_ranks(two_process_run):
     assert strip(h0) == strip(h1) and a0 == a1  # metrics are reduced over ranks: every rank reports the same
 
 
+@pytest.mark.slow
 def test_metrics_match_a_single_process_with_the_same_global_batch(two_process_run, tmp_path):
     out, ((_, params, history, acc), _) = two_process_run
     model, single = train(small_config(epochs=3, backbone_kwargs=BACKBONE), Blobs(n=96), Blobs(seed=9),

@@ -155,6 +155,7 @@ def _labels(n):
         return torch.from_numpy(f["label"][:n]).long().flatten()
 
 
+@pytest.mark.slow
 def test_plain_pointnet_scores_clearly_less_at_init_and_after_training(modelnet_test_shapes):
     x = modelnet_test_shapes[:32, :128]
     torch.manual_seed(0)
@@ -201,6 +202,7 @@ def test_bad_input_raises_clear_errors(modelnet_test_shapes):
     assert "backbone" in select_layers(model) and "" not in select_layers(model)
 
 
+@pytest.mark.slow
 def test_measure_command_writes_table_plot_and_json(modelnet_test_shapes, tmp_path, capsys):
     from pointcanon.cli import main
     from pointcanon.config import TrainConfig

@@ -19,6 +19,7 @@ def _script():
     return module
 
 
+@pytest.mark.slow
 def test_counts_add_up_and_match_the_definitions(tmp_path, one_thread):
     from pointcanon.cli import main as pointcanon_main
 

@@ -710,6 +710,7 @@ def test_an_up_axis_that_depends_on_the_sampling_density_is_flagged_fragile():
         canonicalize(firm[5000])
 
 
+@pytest.mark.slow
 def test_fragile_flags_are_invariant_and_fragile_margin_is_a_saved_setting(tmp_path, modelnet_test_shapes):
     """``fragile`` is read from invariant scores (the same under rigid motions); ``fragile_margin`` = 0 flags
     nothing, bad values raise; it is saved with the weights, and a file saved before it existed (the shipped

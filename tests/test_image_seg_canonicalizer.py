@@ -20,6 +20,7 @@ def _tensor(img):
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
 
 
+@pytest.mark.slow
 def test_small_and_equivariant_bit_for_bit_under_quarter_turns(voc_photo):
     odd = np.random.default_rng(0).integers(0, 256, (37, 91, 3), dtype=np.uint8)
     for n in (4, 8):
@@ -54,6 +55,7 @@ def test_canonical_is_the_photo_rotated_back_and_the_downscale_is_exact(voc_phot
     assert torch.equal(exact_box_downscale(torch.rot90(x, 1, (1, 2)), (32, 24)), torch.rot90(small, 1, (1, 2)))
 
 
+@pytest.mark.slow
 def test_C8_index_follows_45_degree_rotations_of_a_photo_it_knows(voc_photo):
     class Template(torch.nn.Module):  # an invariant score: closeness to the upright photo's copy
         def __init__(self, can, photo):
@@ -90,6 +92,7 @@ def test_ties_are_broken_equivariantly_and_periodic_logits_are_flagged():
     assert c.degenerate.item() and torch.isfinite(c.logits).all() and c.conditioning.item() == 0
 
 
+@pytest.mark.slow
 def test_cli_training_with_the_prior_recognises_held_out_upright_photos(tmp_path):
     from PIL import Image
 

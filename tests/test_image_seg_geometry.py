@@ -142,6 +142,7 @@ def test_low_res_logits_move_like_the_masks_they_upsample_to(n, k):
         assert (moved - expected).abs()[:, deep].max() < 0.1
 
 
+@pytest.mark.slow
 def test_to_canonical_undoes_rotations_c8_exactly_for_quarter_turns_and_closely_for_45_degrees(voc_photo):
     img = voc_photo
     for index in (1, 2, 7):
