@@ -1,4 +1,5 @@
-"""The ``pointcanon`` command: train, adapt, eval, fit-selector, demo, data, measure, canonicalize."""
+"""The ``pointcanon`` command: train, adapt, fit-canonicalizer, eval, fit-selector, demo, data, measure,
+canonicalize, classify."""
 from __future__ import annotations
 
 import argparse
@@ -230,9 +231,17 @@ def cmd_canonicalize(a) -> int:
     return 1 if failed else 0
 
 
-# train and adapt: their own (jsonargparse) parsers, generated from TrainConfig (pointcanon.cliconfig)
+def cmd_fit_canonicalizer(a) -> int:
+    from .cli_fit import run_fit
+
+    return run_fit(a.rest)
+
+
+# train, adapt and fit-canonicalizer: their own (jsonargparse) parsers, generated from TrainConfig
+# (pointcanon.cliconfig) and FitConfig (pointcanon.cli_fit)
 CONFIG_COMMANDS = {"train": "train a (canonicalized) classifier or part segmenter",
-                   "adapt": "put a canonicalizer with a prior in front of a pretrained classifier"}
+                   "adapt": "put a canonicalizer with a prior in front of a pretrained classifier",
+                   "fit-canonicalizer": "train a canonicalizer with a prior alone and score it (recipes: configs/)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cliconfig import rotation_type
     from .nn.wrapper import HYPOTHESIS_RULES
 
+    commands = {"train": cmd_train, "adapt": cmd_adapt, "fit-canonicalizer": cmd_fit_canonicalizer}
     for name, what in CONFIG_COMMANDS.items():
-        sub.add_parser(name, help=what, add_help=False).set_defaults(func=cmd_train if name == "train" else cmd_adapt)
+        sub.add_parser(name, help=what, add_help=False).set_defaults(func=commands[name])
 
     e = sub.add_parser("eval", help="evaluate a checkpoint under rotation protocols")
     e.add_argument("checkpoint")
