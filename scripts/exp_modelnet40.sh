@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every ModelNet40 / ShapeNetPart table of docs/results.md, on 2 CPU threads:
-#   1. canonicalizers trained with a prior alone (upright_normals = the shipped weights, surface normals;
-#      upright = the no-normals canonicalizer; identity), scored on the ModelNet40 test split and on ShapeNetPart's test shapes, and the
-#      ablation (VN regression, no tilt grid, refinement);
+#   1. canonicalizers trained with a prior alone (`pointcanon fit-canonicalizer`, recipes in configs/:
+#      upright_normals = the shipped weights, surface normals; upright = the no-normals canonicalizer;
+#      identity), scored on the ModelNet40 test split and on ShapeNetPart's test shapes, and the ablation
+#      (VN regression, no tilt grid, refinement);
 #   2. a plain PointNet trained with z rotations (EPOCHS, POINTS) and its adaptation with the upright
 #      canonicalizer: frozen backbone (assembled, no training), fine-tuned backbone, and no prior;
 #   3. a canonicalized PointNet trained from scratch beside the plain one (same epochs, points, seed);
@@ -36,9 +37,10 @@ PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
 mkdir -p "$OUT/canon"
 canon() { local out=$1; shift; [ -f "$OUT/canon/$out.pt" ] && return 0
-          $PY scripts/train_upright_canonicalizer.py --threads "$THREADS" --out "$OUT/canon/$out.pt" "$@"; }
-# the no-normals recipe (no surface normals, max pooling, 4 subsets at inference)
-NO_NORMALS=(--normal-k 0 --pooling max --views 4)
+          $PC fit-canonicalizer --out "$OUT/canon/$out.pt" "$@" --threads "$THREADS"; }
+# the recipes (configs/canonicalizer_*.json; flags after --config override it)
+NORMALS=(--config configs/canonicalizer_upright.json)  # the shipped weights: surface normals, max+mean pooling
+NO_NORMALS=(--config configs/canonicalizer_no_normals.json)  # no surface normals, max pooling, 4 subsets at inference
 run() { local out=$1; shift; [ -f "$OUT/$out/eval.json" ] && return 0
         local resume=(); [ -f "$OUT/$out/last.pt" ] && resume=(--resume)
         /usr/bin/time -f "$out: %e s" $PC "$@" --out "$OUT/$out" "${resume[@]}"; }
@@ -51,7 +53,7 @@ fi
 canon upright256 "${NO_NORMALS[@]}" --steps "$CANON_STEPS" --num-points 256 --views 2   # the scorer sees 256 points instead of 128 (docs/results.md row: trained before the views=1 subset fix)
 canon upright_all_ft "${NO_NORMALS[@]}" --init "$OUT/canon/upright.pt" --num-points 1024 --views 1 --steps 3000 --lr 1e-3  # the every-point canonicalizer
 if [ ! -f "$OUT/canon/upright_normals.pt" ]; then   # the shipped weights: + surface normals, max+mean pooling
-  canon upright_normals --steps "$NORMALS_STEPS" --normal-k 16 --pooling max+mean --views 2
+  canon upright_normals "${NORMALS[@]}" --steps "$NORMALS_STEPS"
   $PY scripts/choose_views.py "$OUT/canon/upright_normals.pt" --views 2 --threads "$THREADS"
 fi
 # both recipes on ShapeNetPart's test shapes (other shapes, sampled by another pipeline, 2,048 points)
@@ -80,7 +82,7 @@ run canon_z train $COMMON --epochs "$EPOCHS" --canonicalizer-weights "$OUT/canon
     --train-rotation z --checkpoint-every 100
 
 # 4. ShapeNetPart (pseudo labels): a canonicalizer for its (z-up mapped) shapes, then the segmenters
-canon shapenet_upright "${NO_NORMALS[@]}" --dataset shapenetpart --data-root "$SHAPENET" --steps "$SHAPENET_STEPS" --local-k 0
+canon shapenet_upright --config configs/canonicalizer_shapenetpart.json --data-root "$SHAPENET" --steps "$SHAPENET_STEPS"
 SEG="--dataset shapenetpart --data-root $SHAPENET --num-points $POINTS --batch-size 32 --seed 0 --epochs $SEG_EPOCHS"
 run seg_plain_z train $SEG --canonicalizer none --train-rotation z
 run seg_canon_z train $SEG --canonicalizer-weights "$OUT/canon/shapenet_upright.pt" --freeze-canonicalizer --train-rotation z

@@ -428,21 +428,16 @@ def test_cli_trains_and_evaluates_over_hypotheses(tmp_path, one_thread):
     assert main(["train", *small, "--hypotheses", "2", "--out", str(tmp_path / "bad")]) == 2  # needs candidate
 
 
-def test_canonicalizer_script_refuses_an_init_of_other_sizes(capsys):
-    """scripts/train_upright_canonicalizer.py --init: the file must hold the same kind and sizes (only the
-    points seen and the views may change); otherwise it stops before reading any data, naming the field."""
-    import importlib.util
-    from pathlib import Path
-
+def test_fit_canonicalizer_refuses_an_init_of_other_sizes(tmp_path, capsys):
+    """pointcanon fit-canonicalizer --init: the file must hold the same kind and sizes (only the points seen
+    and the views may change); otherwise it stops (exit 2) before reading any data, naming the field."""
+    from pointcanon.cli import main
     from pointcanon.models import DEFAULT_WEIGHTS
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_upright_canonicalizer.py"
-    spec = importlib.util.spec_from_file_location("train_upright_canonicalizer", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    with pytest.raises(SystemExit):
-        script.main(["--init", str(DEFAULT_WEIGHTS), "--local-k", "0", "--data-root", "/nonexistent"])
-    assert "local_k" in capsys.readouterr().err
+    out = tmp_path / "c.pt"
+    assert main(["fit-canonicalizer", "--init", str(DEFAULT_WEIGHTS), "--local-k", "0", "--data-root", "/nonexistent",
+                 "--out", str(out)]) == 2
+    assert "local_k" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_normal_without_a_sign_flags_the_cloud():
@@ -461,24 +456,17 @@ def test_a_normal_without_a_sign_flags_the_cloud():
         assert not model(apply_rigid(bent, q, s)).degenerate.any()
 
 
-def test_canonicalizer_script_never_overwrites(tmp_path, capsys):
-    """scripts/train_upright_canonicalizer.py: an existing --out (and the packaged weights above all) is
-    refused before any data is read, unless --overwrite is given for a file of the user's."""
-    import importlib.util
-    from pathlib import Path
-
+def test_fit_canonicalizer_never_overwrites(tmp_path, capsys):
+    """pointcanon fit-canonicalizer: an existing --out (and the packaged weights above all, even with
+    --overwrite) is refused (exit 2) before any data is read, unless --overwrite is given for a file of the
+    user's."""
+    from pointcanon.cli import main
     from pointcanon.models import DEFAULT_WEIGHTS
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train_upright_canonicalizer.py"
-    spec = importlib.util.spec_from_file_location("train_upright_canonicalizer", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     before = DEFAULT_WEIGHTS.read_bytes()
-    with pytest.raises(SystemExit):
-        script.main(["--out", str(DEFAULT_WEIGHTS), "--overwrite", "--data-root", "/nonexistent"])
+    assert main(["fit-canonicalizer", "--out", str(DEFAULT_WEIGHTS), "--overwrite", "--data-root", "/nonexistent"]) == 2
     assert "packaged weights" in capsys.readouterr().err and DEFAULT_WEIGHTS.read_bytes() == before
     mine = tmp_path / "mine.pt"
     mine.write_bytes(b"keep")
-    with pytest.raises(SystemExit):
-        script.main(["--out", str(mine), "--data-root", "/nonexistent"])
+    assert main(["fit-canonicalizer", "--out", str(mine), "--data-root", "/nonexistent"]) == 2
     assert "--overwrite" in capsys.readouterr().err and mine.read_bytes() == b"keep"
