@@ -234,7 +234,8 @@ def cmd_canonicalize(a) -> int:
 def cmd_fit_canonicalizer(a) -> int:
     from .cli_fit import run_fit
 
-    return run_fit(a.rest)
+    threads = ["--threads", str(a.threads)] if a.threads is not None else []  # the recipe's field; flags after win
+    return run_fit(threads + a.rest)
 
 
 # train, adapt and fit-canonicalizer: their own (jsonargparse) parsers, generated from TrainConfig

@@ -37,7 +37,7 @@ PY=.venv/bin/python
 PC=".venv/bin/pointcanon --threads $THREADS"
 mkdir -p "$OUT/canon"
 canon() { local out=$1; shift; [ -f "$OUT/canon/$out.pt" ] && return 0
-          $PC fit-canonicalizer --out "$OUT/canon/$out.pt" "$@" --threads "$THREADS"; }
+          $PC fit-canonicalizer --out "$OUT/canon/$out.pt" "$@"; }   # $PC's --threads: the fit's threads
 # the recipes (configs/canonicalizer_*.json; flags after --config override it)
 NORMALS=(--config configs/canonicalizer_upright.json)  # the shipped weights: surface normals, max+mean pooling
 NO_NORMALS=(--config configs/canonicalizer_no_normals.json)  # no surface normals, max pooling, 4 subsets at inference

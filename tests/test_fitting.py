@@ -80,6 +80,15 @@ def test_flags_override_a_config_wherever_given(capsys, tmp_path):
     got = _print_config(capsys, "--config", str(path), "--refine", "--normal-k", "8", "--init", "none")
     assert (got["refine"], got["normal_k"], got["init"], got["pooling"]) == (True, 8, None, "max")
     assert _print_config(capsys, "--refine", "--no-refine")["refine"] is False
+    threads = torch.get_num_threads()
+    try:  # pointcanon --threads N: the fit's threads, unless the command's own flag says otherwise
+        capsys.readouterr()
+        assert main(["--threads", "1", "fit-canonicalizer", "--config", str(path), "--print-config"]) == 0
+        assert json.loads(capsys.readouterr().out)["threads"] == 1
+        assert main(["--threads", "1", "fit-canonicalizer", "--threads", "3", "--print-config"]) == 0
+        assert json.loads(capsys.readouterr().out)["threads"] == 3
+    finally:
+        torch.set_num_threads(threads)
     partial = tmp_path / "partial.json"
     partial.write_text('{"steps": 5, "lr": 1}')
     got = _print_config(capsys, "--config", str(partial))
