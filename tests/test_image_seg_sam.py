@@ -53,6 +53,7 @@ def _mask_box(masks):
     return np.asarray(out, dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_c4_masks_of_a_rotated_photo_are_the_rotated_masks_bit_for_bit(voc, sam):
     from segment_anything import SamPredictor
 
@@ -74,6 +75,7 @@ def test_c4_masks_of_a_rotated_photo_are_the_rotated_masks_bit_for_bit(voc, sam)
         print(f"C4 k={k}: consistency IoU wrapper 1.0000 (bit for bit), plain SAM {consistency:.4f}")
 
 
+@pytest.mark.slow
 def test_c8_consistency_iou_at_least_0_97(voc, sam):
     """f(rotate(x)) against rotate(f(x)) for the 7 non-trivial elements of C8; the rotated photo's box
     prompts are the boxes of its rotated instance masks (what one would draw on it), masks are rotated
@@ -112,6 +114,7 @@ def test_c8_consistency_iou_at_least_0_97(voc, sam):
     assert min(ious) > 0.9
 
 
+@pytest.mark.slow
 def test_points_masks_and_multimask_prompts_are_exact_on_an_odd_sized_photo(voc, sam):
     photo = np.ascontiguousarray(voc[0][:301, :433])  # resized 178 x 256: not a multiple of the low-res stride
     wrapper = EquivariantSamPredictor(sam, _canonicalizer(4, seed=3))
@@ -147,6 +150,7 @@ def test_predict_torch_matches_predict(voc, sam):
     assert _iou(batched[:, 0].numpy(), single).min() > 0.99  # prompts differ only by float rounding
 
 
+@pytest.mark.slow
 def test_automatic_mask_generator_is_exactly_equivariant(voc, sam):
     photo = np.ascontiguousarray(voc[0][::2, ::2])  # (188, 250)
     amg = EquivariantAutomaticMaskGenerator(sam, _canonicalizer(4), points_per_side=4, pred_iou_thresh=0.0,
@@ -197,6 +201,7 @@ def test_bad_images_and_prompts_raise_clear_errors(voc, sam):
         wrapper.predict(box=boxes[0], mask_input=np.zeros((1, 256, 256)))
 
 
+@pytest.mark.slow
 def test_load_sam_checks_the_model_type(tmp_path, sam):
     ckpt = tmp_path / "tiny.pth"
     torch.save(sam.state_dict(), ckpt)
@@ -217,6 +222,7 @@ def test_load_sam_checks_the_model_type(tmp_path, sam):
         load_sam(ckpt, "vit_x")
 
 
+@pytest.mark.slow
 def test_cli_segment_writes_masks_overlay_and_coco_rle(tmp_path, voc, sam):
     from PIL import Image
     from pycocotools import mask as mask_utils

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from pointcanon.core.io import load_checkpoint
@@ -12,6 +13,7 @@ from pointcanon.core.io import load_checkpoint
 KIT = Path(__file__).with_name("trainkit.py")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(KIT), str(out)])

@@ -92,6 +92,7 @@ def write_broken_off(path, mesh):
 # exactness on real meshes
 
 
+@pytest.mark.slow
 def test_trimesh_meshes_exact_under_rigid_motions(model, meshes):
     for i, (name, v, f, radius) in enumerate(meshes):
         mesh = trimesh.Trimesh(v, f, process=False)
@@ -119,6 +120,7 @@ def test_trimesh_meshes_exact_under_rigid_motions(model, meshes):
         assert worst <= TOL, f"{name}: canonical vertices moved by {worst:.2e} of the radius"
 
 
+@pytest.mark.slow
 def test_open3d_meshes_exact_with_normals(model, meshes):
     o3d = pytest.importorskip("open3d")
     rng = np.random.default_rng(0)
@@ -151,6 +153,7 @@ def test_open3d_meshes_exact_with_normals(model, meshes):
         assert worst <= TOL, f"{name}: canonical vertices moved by {worst:.2e} of the radius"
 
 
+@pytest.mark.slow
 def test_arrays_and_point_clouds_exact(model, meshes):
     for i, (name, v, f, radius) in enumerate(meshes):
         points = sample_surface(v, f, 3000, seed=11)  # a point cloud of the same surface (the "same sampling")
@@ -327,6 +330,7 @@ def test_open3d_is_optional(model, monkeypatch, tmp_path):
         load_mesh(path, backend="open3d")
 
 
+@pytest.mark.slow
 def test_import_does_not_load_open3d():
     code = ("import sys, numpy as np, pointcanon.mesh as pm; import torch; torch.manual_seed(0);"
             "from pointcanon import VNCanonicalizer;"
@@ -341,6 +345,7 @@ def test_import_does_not_load_open3d():
 # files: canonicalizers, meshes
 
 
+@pytest.mark.slow
 def test_save_load_canonicalizer(model, tmp_path):
     torch.manual_seed(1)
     canon = VNCanonicalizer(group="SE3", hidden=(4, 8, 16), k=6, num_points=128)
@@ -427,6 +432,7 @@ def test_render_thumbnail_points(model, tmp_path):
 # CLI
 
 
+@pytest.mark.slow
 def test_cli_batch(model, tmp_path, capsys):
     from pointcanon.cli import main
 

@@ -28,6 +28,7 @@ def _scan(path: Path, out: Path, rotation: np.ndarray, shift: np.ndarray, n: int
     return out
 
 
+@pytest.mark.slow
 def test_script_canonicalizes_a_scan_in_any_pose(tmp_path):
     from pointcanon.core import random_rotations
 

@@ -27,6 +27,7 @@ def test_pose_classes_are_the_same_objects_rotated():
     assert not torch.equal(PosedShapes("test", num_points=64, per_class=5).points, d.points)
 
 
+@pytest.mark.slow
 def test_a_strictly_invariant_model_cannot_separate_the_pose_classes():
     d = PosedShapes("test", num_points=128, per_class=3)
     torch.manual_seed(0)
@@ -50,6 +51,7 @@ def test_bad_arguments_are_named(kwargs, match):
         PosedShapes("train", num_points=16, **kwargs)
 
 
+@pytest.mark.slow
 def test_the_experiment_script_writes_its_table(tmp_path):
     out = tmp_path / "exp"
     cmd = [sys.executable, str(ROOT / "scripts" / "exp_approx_equivariance.py"), "--out", str(out), "--epochs", "1",
