@@ -20,6 +20,7 @@ def _mean_angle_deg(model, dataset):
         return geodesic_angle(model.canonicalizer(x).frame).mean().item() * 180 / math.pi
 
 
+@pytest.mark.slow
 def test_identity_prior_brings_upright_frames_within_10_degrees():
     # two synthetic classes (chair, desk), 256 points: 14 epochs of 15 steps
     data = dict(num_points=256, seed=3, num_classes=2)

@@ -45,6 +45,7 @@ CANONICALIZERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CANONICALIZERS))
 def test_ragged_batch_equals_dense_calls_and_is_invariant(name, ragged_real):
     torch.manual_seed(0)
@@ -70,6 +71,7 @@ def test_ragged_batch_equals_dense_calls_and_is_invariant(name, ragged_real):
             assert (flagged | (err <= 1e-9 * radius[batch])).all(), name
 
 
+@pytest.mark.slow
 def test_ragged_backbones_and_canonicalized_model_match_dense(ragged_real):
     """PointNet and DGCNN (its edge convolutions on a per-cloud kNN edge_index) give every cloud of a ragged
     batch the logits of a dense call on that cloud; so does a canonicalized model."""
@@ -133,6 +135,7 @@ def _bathtub_data(n=1500, seed=0):
     return Data(pos=pos @ q[0].T + 50 * t[0], normal=normal @ q[0].T)
 
 
+@pytest.mark.slow
 def test_transform_in_compose_and_its_inverse_round_trip():
     import torch_geometric.transforms as T
 
