@@ -91,6 +91,7 @@ def test_canonical_coordinates_invariant_on_real_shapes_float32(modelnet_test_sh
     assert (err * cond)[~degenerate].max() <= 3e-6, (err * cond).max()
 
 
+@pytest.mark.slow
 def test_the_check_would_catch_a_broken_candidate_set(modelnet_test_shapes):
     # Candidates that are not closed under the sign ambiguity (only the identity) break invariance.
     model = _model(tilts=())
@@ -127,6 +128,7 @@ def test_se3_keeps_chirality_e3_collapses_it(modelnet_test_shapes):
     assert ((d.canonical - c.canonical).abs().amax((1, 2))[ok] < 1e-9).all()
 
 
+@pytest.mark.slow
 def test_canonicalized_model_is_invariant(modelnet_test_shapes):
     torch.manual_seed(0)
     model = CanonicalizedModel(_model(), build_backbone("pointnet", num_classes=5)).eval()
@@ -273,6 +275,7 @@ def test_shipped_canonicalizer_finds_the_up_axis_of_real_shapes():
     assert (tilt < 10).double().mean() >= 0.65, (tilt < 10).double().mean()
 
 
+@pytest.mark.slow
 def test_cli_trains_adapts_and_freezes_a_candidate_canonicalizer(tmp_path, one_thread):
     """`train --canonicalizer candidate --prior upright`, then a plain run adapted with that canonicalizer
     file frozen (`adapt --epochs 0`: assembled, not trained), evaluated: the adapted model holds exactly
@@ -409,6 +412,7 @@ def test_hypotheses_options_are_checked():
             torch.randn(10, 3), batch=torch.zeros(10, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_cli_trains_and_evaluates_over_hypotheses(tmp_path, one_thread):
     import json
 

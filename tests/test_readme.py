@@ -79,6 +79,7 @@ def example_dir(tmp_path_factory) -> Path:
     return work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page, block", PYTHON_BLOCKS)
 def test_python_block_runs(page, block, example_dir, monkeypatch):
     code, where = block["code"], f"{page.relative_to(ROOT)} line {block['line']}"

@@ -18,6 +18,7 @@ def _script(name):
     return module
 
 
+@pytest.mark.slow
 def test_scores_each_file_and_setting(tmp_path, one_thread, capsys):
     from pointcanon.datasets import ModelNet40HDF5
     from pointcanon.mesh import load_default_canonicalizer

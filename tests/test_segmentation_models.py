@@ -12,6 +12,7 @@ def _model(name, group, normals=True):
     return CanonicalizedModel(VNCanonicalizer(group), build_segmenter(name, 50, 16, predict_normals=normals, **kw)).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, n", [("pointnet", 1024), ("dgcnn", 256)])
 @pytest.mark.parametrize("group", ["SE3", "E3"])
 def test_part_logits_invariant_and_normals_equivariant_on_real_shapes(modelnet_test_shapes, name, n, group):

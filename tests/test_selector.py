@@ -25,6 +25,7 @@ def _confusing_poses(n: int = 600, classes: int = 4, seed: int = 0):
     return {"weights": torch.full((n, 2), 0.5), "logits": logits, "labels": y}
 
 
+@pytest.mark.slow
 def test_a_fitted_selector_learns_which_pose_to_believe():
     """Neither the canonicalizer's weights nor the backbone's evidence can pick the right pose here (the
     evidence prefers the wrong one); the selector, fitted on the class log-probabilities, can. Held-out
@@ -67,6 +68,7 @@ def test_selector_output_is_a_distribution_and_inputs_are_checked():
         CanonicalizedModel(CandidateCanonicalizer(), build_backbone("pointnet", 5), hypotheses=2, selector=sel)
 
 
+@pytest.mark.slow
 def test_cli_fits_a_selector_and_evaluates_it(tmp_path, one_thread):
     """train (candidate, 2 hypotheses) -> fit-selector -> eval: the new checkpoint holds the selector,
     keeps the canonicalizer and backbone bit for bit, and is invariant (same accuracy in every protocol)."""
