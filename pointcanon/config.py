@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .core.groups import GroupName
-from .nn.wrapper import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING
+from .nn.hypotheses import HYPOTHESIS_RULES, HYPOTHESIS_TRAINING, check_hypotheses
 from .registry import BACKBONES, CANONICALIZERS, DATASETS
 from .tasks import TASKS
 
@@ -149,8 +149,7 @@ class TrainConfig:
         for name in ("prior_weight", "weight_decay"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
-        if not (isinstance(self.hypotheses, int) and 1 <= self.hypotheses <= 6):
-            raise ValueError(f"hypotheses must be an int from 1 to 6, got {self.hypotheses!r}")
+        check_hypotheses(self.hypotheses)
         if self.hypotheses > 1 and (self.canonicalizer != "candidate" or self.task != "cls"):
             raise ValueError("hypotheses > 1 needs --canonicalizer candidate and a classification task")
         if self.hypotheses == 1 and (self.hypothesis_rule, self.hypothesis_training) != ("weights", "sample"):
