@@ -65,7 +65,7 @@ class TrainConfig:
     (CandidateCanonicalizer, recommended); its options: --canonicalizer.NAME"""
     canonicalizer_kwargs: dict = field(default_factory=dict)
     canonicalizer_weights: str | None = None
-    """start the canonicalizer from a canonicalizer file ('shipped': the upright ModelNet40 one)"""
+    """start the canonicalizer from a canonicalizer file, or a shipped one by name ('upright'; 'shipped' is an alias)"""
     freeze_canonicalizer: bool = False
     """keep the canonicalizer fixed (needs weights)"""
     train_rotation: str = "none"
