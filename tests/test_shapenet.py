@@ -374,6 +374,7 @@ def test_normal_layout_bad_arguments(tmp_path, few):
 # the CLI
 
 
+@pytest.mark.slow
 def test_cli_trains_and_evaluates_part_segmentation(tmp_path, capsys):
     root = str(require(SHAPENET))
     out = tmp_path / "run"

@@ -9,6 +9,7 @@ from pointcanon.train import augment_batch, evaluate, train
 from trainkit import Blobs, NoisyBlobs, small_config
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_its_files(tmp_path):
     model, history = train(small_config(), Blobs(n=160), Blobs(seed=9), out=tmp_path, progress=False, log=lambda s: None)
     assert [h["epoch"] for h in history] == [1, 2, 3]
@@ -22,6 +23,7 @@ def test_training_learns_and_writes_its_files(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # no temporary files left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("canonicalizer", ["none", "vn"])
 def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, canonicalizer):
     kw = dict(canonicalizer=canonicalizer, train_rotation="so3", checkpoint_every=2)
@@ -38,6 +40,7 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tmp_path, canonicalizer):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_worker_processes_change_nothing_and_resume_exactly(tmp_path):
     """Batches come through a DataLoader: 0 or 2 worker processes give bit-identical training, random
     transforms inside the dataset included, and a run cut with workers resumes exactly without them."""
@@ -92,6 +95,7 @@ def test_evaluate_rejects_unknown_protocol():
         evaluate(torch.nn.Identity(), Blobs(), "xyz")
 
 
+@pytest.mark.slow
 def test_adapt_freezes_the_pretrained_backbone_and_trains_the_canonicalizer(tmp_path):
     train(small_config(epochs=1), Blobs(), out=tmp_path / "plain", progress=False, log=lambda s: None)
     pretrained = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
@@ -120,6 +124,7 @@ def test_adapt_refuses_a_canonicalized_or_mismatched_checkpoint(tmp_path):
         train(cfg, Blobs(), progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("canonicalizer", ["none", "vn"])
 def test_part_segmentation_trains_and_reports_miou(tmp_path, canonicalizer):
     from trainkit import PartBlobs
@@ -162,6 +167,7 @@ def test_scale_shift_augmentation_draws_per_shape_and_per_step():
         augment_batch(x, "mixup", g())
 
 
+@pytest.mark.slow
 def test_training_with_augmentation_learns_and_resumes_exactly(tmp_path):
     quiet = dict(progress=False, log=lambda s: None)
     cfg = small_config(augment="scale-shift", checkpoint_every=2)
