@@ -135,7 +135,9 @@ def cmd_eval(a) -> int:
     if a.num_points is not None:
         check_int(a.num_points, "--num-points", 1, MAX_POINTS)
     if a.hypotheses is not None:
-        check_int(a.hypotheses, "--hypotheses", 1, 6, " (omit it to use the trained number)")
+        from .nn.hypotheses import MAX_HYPOTHESES
+
+        check_int(a.hypotheses, "--hypotheses", 1, MAX_HYPOTHESES, " (omit it to use the trained number)")
     out = check_output_file(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json"), "--out")
     model, cfg, state = load_model(a.checkpoint)
     if a.hypotheses is not None or a.hypothesis_rule is not None:

@@ -6,6 +6,7 @@ for the shipped weights and every saved canonicalizer). Everything loads with
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -100,9 +101,29 @@ def model_from_state(state: dict, path) -> tuple[nn.Module, TrainConfig]:
     try:
         model = build_model(cfg, state["sizes"])
         model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
+    except RuntimeError as e:
+        legacy = _legacy_candidate(cfg)  # saved before the class defaults became the shipped recipe
+        try:
+            model = build_model(legacy, state["sizes"])
+            model.load_state_dict(state["model"])
+            cfg = legacy
+        except (KeyError, TypeError, ValueError, RuntimeError):
+            raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None
+    except (KeyError, TypeError) as e:
         raise ValueError(f"checkpoint {path} does not match this version of pointcanon: {e}") from None
     return model.eval(), cfg
+
+
+# CandidateCanonicalizer's defaults before they became the shipped recipe (checkpoints of `--canonicalizer
+# candidate` runs saved without options rely on them)
+LEGACY_CANDIDATE_DEFAULTS = {"local_k": 0, "normal_k": 0, "views": 1, "pooling": "max"}
+
+
+def _legacy_candidate(cfg: TrainConfig) -> TrainConfig:
+    if cfg.canonicalizer != "candidate":
+        raise ValueError("not a candidate canonicalizer")
+    kwargs = {**LEGACY_CANDIDATE_DEFAULTS, **cfg.canonicalizer_kwargs}
+    return dataclasses.replace(cfg, canonicalizer_kwargs=kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------

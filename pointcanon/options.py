@@ -46,6 +46,7 @@ class Option:
     typehint: object
     defaults: dict  # kind -> default
     help: str
+    zero_ok: bool = False  # a count for which 0 means "off" (the class's ZERO_MEANS_OFF)
 
     @property
     def flag(self) -> str:
@@ -61,7 +62,8 @@ class Option:
         return typing.get_origin(self.typehint) is tuple or any(isinstance(d, tuple) for d in self.defaults.values())
 
     def argument(self) -> dict:
-        """``add_argument`` keywords: the type (an int whose every default is >= 1 is a count: a PositiveInt),
+        """``add_argument`` keywords: the type (an int whose every default is >= 1 is a count: a PositiveInt,
+        unless 0 means "off" for it),
         a tuple as ``VALUE [VALUE ...]``."""
         hint, nargs = self.typehint, None
         if self.is_tuple:
@@ -69,7 +71,8 @@ class Option:
             hint, nargs = (items[0] if items else str), "+"
         values = [v for d in self.defaults.values() for v in (d if isinstance(d, tuple) else (d,)) if v is not None]
         optional = type(None) in typing.get_args(hint)
-        if int in (hint, *typing.get_args(hint)) and values and all(type(v) is int and v >= 1 for v in values):
+        if (int in (hint, *typing.get_args(hint)) and values and not self.zero_ok
+                and all(type(v) is int and v >= 1 for v in values)):
             hint = PositiveInt | None if optional else PositiveInt
         kinds = ", ".join(f"{k}: {d!r}" for k, d in self.defaults.items())
         return dict(type=typing.Any if hint is None else hint, nargs=nargs, default=SUPPRESS,
@@ -87,8 +90,9 @@ def options(group: str) -> dict[str, Option]:
             if p.name in DERIVED[group] or p.kind in (p.kind.VAR_POSITIONAL, p.kind.VAR_KEYWORD):
                 continue
             hint = None if p.annotation is inspect.Parameter.empty else p.annotation
-            entry = found.setdefault(p.name, {"typehint": hint, "defaults": {}, "help": ""})
+            entry = found.setdefault(p.name, {"typehint": hint, "defaults": {}, "help": "", "zero_ok": False})
             entry["defaults"][kind] = p.default
+            entry["zero_ok"] |= p.name in getattr(cls, "ZERO_MEANS_OFF", ())
             entry["help"] = entry["help"] or " ".join((p.doc or "").split())
     return {n: Option(group, n, **e) for n, e in sorted(found.items())}
 

@@ -29,3 +29,23 @@ def test_the_cli_takes_the_names(name, capsys):
     assert main(["train", "--dataset", "synthetic", "--canonicalizer-weights", name, "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["canonicalizer"] == "candidate" and cfg["canonicalizer_weights"] == str(DEFAULT_WEIGHTS.resolve())
+
+
+def test_a_checkpoint_saved_with_the_old_candidate_defaults_still_loads(tmp_path):
+    """Runs of `--canonicalizer candidate` without options, saved before the class defaults became the
+    shipped recipe, stored no options: they load with the old defaults."""
+    import dataclasses
+
+    from pointcanon.core.io import FORMAT, save_checkpoint
+    from pointcanon.models import LEGACY_CANDIDATE_DEFAULTS, build_model, load_model
+    from trainkit import small_config
+
+    old = small_config(canonicalizer="candidate", canonicalizer_kwargs=dict(LEGACY_CANDIDATE_DEFAULTS))
+    model = build_model(old, {"num_classes": 2})
+    saved = dataclasses.replace(old, canonicalizer_kwargs={})  # what such a run stored
+    save_checkpoint(tmp_path / "old.pt", {"config": dataclasses.asdict(saved), "model": model.state_dict(),
+                                          "sizes": {"num_classes": 2}})
+    assert FORMAT
+    loaded, cfg, _ = load_model(tmp_path / "old.pt")
+    assert loaded.canonicalizer.hparams == model.canonicalizer.hparams
+    assert cfg.canonicalizer_kwargs == LEGACY_CANDIDATE_DEFAULTS

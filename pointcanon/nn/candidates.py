@@ -137,6 +137,9 @@ class CandidateCanonicalizer(Canonicalizer):
     logits ``(B, K)`` over the K candidates ``F0 @ P_k T_t`` and index ``(B,)`` of the chosen one.
     """
 
+    # count options for which 0 is valid and means "off" (read by pointcanon.options for --canonicalizer.NAME)
+    ZERO_MEANS_OFF = ("local_k", "normal_k")
+
     def __init__(self, group: str = "SE3", *, hidden: tuple[int, ...] = (64, 128, 256),
                  num_points: int | None = 128, tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 10,
                  normal_k: int = 16, normal_points: int | None = 1024, views: int = 2, refine: bool = False,
