@@ -46,6 +46,7 @@ def _motion(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return Rotation.random(random_state=seed).as_matrix(), rng.normal(scale=50.0, size=3)
 
 
+@pytest.mark.slow
 def test_the_answer_is_the_same_for_every_rigid_motion_of_a_real_mesh_file(checkpoint, tmp_path):
     from pointcanon.mesh import load_mesh, save_mesh
 
@@ -76,6 +77,7 @@ def test_the_answer_is_the_same_for_every_rigid_motion_of_a_real_mesh_file(check
             np.testing.assert_allclose(np.array(res["transform"]) @ g, np.array(base["transform"]), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_clouds_in_every_supported_format_give_the_answer_of_the_array(checkpoint, tmp_path, modelnet_test_shapes):
     clf = load_classifier(checkpoint)
     pts = modelnet_test_shapes[3].double().numpy()

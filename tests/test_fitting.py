@@ -127,6 +127,7 @@ def test_never_writes_into_the_package_nor_over_a_file(no_data, tmp_path, capsys
         fitting.fit_canonicalizer({"steps": 1}, tmp_path / "x.pt")
 
 
+@pytest.mark.slow
 def test_a_short_fit_on_real_shapes_saves_a_loadable_reproducible_canonicalizer(tmp_path, capsys):
     root = require(MODELNET_HDF5)
     args = ["fit-canonicalizer", "--steps", "3", "--eval-every", "2", "--batch-size", "4", "--hidden", "8,16,32",
