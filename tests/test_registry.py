@@ -127,3 +127,61 @@ def test_scripts_import_the_package_not_each_other():
         text = path.read_text()
         assert "sys.path.insert" not in text, path.name
         assert "from train_upright_canonicalizer import" not in text, path.name
+
+
+TOY = '''
+
+class ToyCanonicalizer(Canonicalizer):
+    """Centroid origin, identity frame (a registration example, not equivariant).
+
+    Args:
+        group: the group name (kept for the file format).
+        shift: added to the canonical coordinates.
+    """
+
+    def __init__(self, group: str = "SE3", *, shift: float = 0.0):
+        super().__init__()
+        self.group, self.shift = group, shift
+        self.hparams = {"group": group, "shift": shift}
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, batch=None):
+        origin = x.mean(1)
+        frame = torch.eye(3, dtype=x.dtype).expand(len(x), 3, 3)
+        return Canonicalization(frame=frame, origin=origin, canonical=x - origin[:, None] + self.shift + self.bias)
+
+
+CANONICALIZERS["toy"] = ToyCanonicalizer
+'''
+
+
+@pytest.mark.slow
+def test_a_new_canonicalizer_is_one_entry_in_the_registry_file(tmp_path):
+    """Adding a kind touches pointcanon/registry.py only: in a copy of the package whose registry.py alone
+    gains a toy class and its entry, the command line offers it, its constructor's options become
+    --canonicalizer.NAME flags, and a run trains and evaluates with it."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "pkg"
+    shutil.copytree(ROOT / "pointcanon", copy / "pointcanon", ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
+    reg = copy / "pointcanon" / "registry.py"
+    text = reg.read_text()
+    text = text.replace("from torch import nn\n", "import torch\nfrom torch import nn\n\nfrom .core.result import "
+                        "Canonicalization\nfrom .nn.canonicalizer import Canonicalizer\n", 1)
+    reg.write_text(text + TOY)
+    run = [sys.executable, "-m", "pointcanon.cli", "--threads", "1", "train", "--dataset", "synthetic",
+           "--canonicalizer", "toy", "--canonicalizer.shift", "0.5", "--epochs", "1", "--max-shapes", "16",
+           "--batch-size", "8", "--num-points", "64", "--backbone.width", "16", "--dataset.num_samples", "32"]
+    env = {"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    shown = subprocess.run(run + ["--print-config"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert '"canonicalizer": "toy"' in shown.stdout and '"shift": 0.5' in shown.stdout
+    trained = subprocess.run(run + ["--out", str(tmp_path / "run")], cwd=tmp_path, env=env, capture_output=True,
+                             text=True)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert (tmp_path / "run" / "eval.json").is_file()
+    bad = [("toy2" if a == "toy" else a) for a in run]
+    refused = subprocess.run(bad + ["--print-config"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "toy" in refused.stderr
