@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from pointcanon import load_canonicalizer, load_default_canonicalizer
+from pointcanon import load_canonicalizer
 from pointcanon.core.groups import apply_rigid
 from pointcanon.core.io import atomic_write, check_output_file
 from pointcanon.datasets import ModelNet40HDF5
@@ -27,10 +27,16 @@ from pointcanon.models import load_model
 from pointcanon.train import protocol_rotations
 
 
+# turns by 0, 90, 180, 270 deg about z (exact integer matrices)
+YAWS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
+                     [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=torch.float64)
+
+
 def answers(backbone, canon, x: torch.Tensor, rot: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
-    """Per shape: predictions upright / rotated / canonicalized-rotated, and the canonicalizer's frame angles
-    on the upright shape (degrees)."""
-    out = {k: [] for k in ("upright", "rotated", "canonicalized", "frame_deg", "up_deg", "flagged")}
+    """Per shape: predictions upright / rotated / canonicalized-rotated, the canonicalizer's frame angles
+    on the upright shape (degrees), and the backbone's probabilities ``(4, C)`` for the canonical cloud
+    turned by 0 / 90 / 180 / 270 deg about the up axis (the four fronts of its up axis)."""
+    out = {k: [] for k in ("upright", "rotated", "canonicalized", "frame_deg", "up_deg", "flagged", "yaw_probs")}
     with torch.no_grad():
         for i in range(0, len(x), batch):
             xb, rb = x[i:i + batch], rot[i:i + batch]
@@ -39,6 +45,8 @@ def answers(backbone, canon, x: torch.Tensor, rot: torch.Tensor, batch: int = 64
             out["upright"].append(backbone(xb).argmax(-1))
             out["rotated"].append(backbone(moved).argmax(-1))
             out["canonicalized"].append(backbone(c_moved.canonical).argmax(-1))
+            # the canonical cloud turned by k * 90 deg about the up axis: the other fronts of the same up axis
+            out["yaw_probs"].append(torch.stack([backbone(c_moved.canonical @ q.T).softmax(-1) for q in YAWS.to(xb.dtype)], 1))
             cos = ((c_up.frame.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
             out["frame_deg"].append(torch.rad2deg(torch.acos(cos)))
             out["up_deg"].append(torch.rad2deg(torch.acos(c_up.frame[:, 2, 2].clamp(-1, 1))))
@@ -70,7 +78,7 @@ def table(res: dict[str, torch.Tensor], labels: torch.Tensor, classes: list[str]
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="a plain classifier's checkpoint (pointcanon train --canonicalizer none)")
-    p.add_argument("--canonicalizer", default="shipped", help="'shipped' or a canonicalizer file")
+    p.add_argument("--canonicalizer", default="shipped", help="a canonicalizer file or a shipped name (upright; shipped is an alias)")
     p.add_argument("--data-root", default="../shared/data/modelnet40_hdf5_1024")
     p.add_argument("--seed", type=int, default=0, help="seed of the SO(3) rotations (the eval protocol's)")
     p.add_argument("--threads", type=int, default=2)
@@ -83,12 +91,13 @@ def main(argv=None) -> int:
     backbone, cfg, _ = load_model(a.checkpoint)
     if cfg.canonicalizer != "none":
         p.error(f"{a.checkpoint} is a canonicalized model; give a plain backbone's checkpoint")
-    canon = load_default_canonicalizer() if a.canonicalizer == "shipped" else load_canonicalizer(a.canonicalizer)
+    canon = load_canonicalizer(a.canonicalizer)  # a file or a shipped name ('upright', alias 'shipped')
     test = ModelNet40HDF5(a.data_root, "test", num_points=cfg.num_points)
     x, labels = torch.stack([test[i][0] for i in range(len(test))]), torch.as_tensor(test.labels)
     res = answers(backbone.eval(), canon.eval(), x, protocol_rotations(len(test), "SO3", a.seed))
     rows = table(res, labels, list(test.classes))
     off, changed = res["frame_deg"] > 15, res["canonicalized"] != res["upright"]
+    yaw_pred, yaw_best = res["yaw_probs"].argmax(-1), res["yaw_probs"].amax(-1).argmax(1)
     summary = {"checkpoint": a.checkpoint, "canonicalizer": a.canonicalizer, "shapes": len(test),
                "acc_upright": (res["upright"] == labels).double().mean().item(),
                "acc_plain_SO3": (res["rotated"] == labels).double().mean().item(),
@@ -98,13 +107,17 @@ def main(argv=None) -> int:
                "answer_changed": int(changed.sum()), "frame_off_answer_changed": int((off & changed).sum()),
                "frame_off_answer_kept": int((off & ~changed).sum()),
                "flagged": int(res["flagged"].sum()),
+               # 4 backbone passes over the fronts: the most confident one (evidence), and whether any is right
+               "acc_front_evidence_SO3": (yaw_pred.gather(1, yaw_best[:, None])[:, 0] == labels).double().mean().item(),
+               "acc_front_oracle_SO3": (yaw_pred == labels[:, None]).any(1).double().mean().item(),
                "acc_canonicalized_SO3_unflagged": (res["canonicalized"] == labels)[~res["flagged"]].double().mean().item()
                if bool((~res["flagged"]).any()) else math.nan,
                "per_class": rows}
     print(f"upright {100 * summary['acc_upright']:.1f} %, plain SO(3) {100 * summary['acc_plain_SO3']:.1f} %, "
           f"canonicalized SO(3) {100 * summary['acc_canonicalized_SO3']:.1f} %; frame within 15 deg of I "
           f"{100 * summary['frame_within_15deg']:.1f} %; frame off and answer changed {summary['frame_off_answer_changed']}, "
-          f"frame off and answer kept {summary['frame_off_answer_kept']}")
+          f"frame off and answer kept {summary['frame_off_answer_kept']}; over the 4 fronts (4 passes): most "
+          f"confident {100 * summary['acc_front_evidence_SO3']:.1f} %, any right {100 * summary['acc_front_oracle_SO3']:.1f} %")
     print("| class | shapes | upright | canonicalized SO(3) | frame ≤ 15° | up ≤ 10° | off, answer changed | off, answer kept |")
     print("|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: -r["frame_off_answer_changed"]):

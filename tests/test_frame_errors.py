@@ -43,6 +43,8 @@ def test_counts_add_up_and_match_the_definitions(tmp_path, one_thread):
     assert script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--threads", "1",
                         "--seed", "1", "--out", str(out2)]) == 0
     assert json.loads(out2.read_text())["acc_canonicalized_SO3"] == pytest.approx(s["acc_canonicalized_SO3"], abs=1e-9)
+    # the four fronts: the one pass is one of them, so any-right bounds both it and the most confident one
+    assert s["acc_front_oracle_SO3"] >= max(s["acc_canonicalized_SO3"], s["acc_front_evidence_SO3"])
     with pytest.raises(SystemExit):  # never overwritten
         script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--out", str(out)])
 
