@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))  # xdist: 1 per worker
 
 SHARED_DATA = Path(os.environ.get("POINTCANON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MODELNET_HDF5 = SHARED_DATA / "modelnet40_hdf5_1024"

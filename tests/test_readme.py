@@ -115,7 +115,7 @@ def test_readme_is_short_and_keeps_the_quick_start():
     text = README.read_text()
     assert len(text.splitlines()) <= 200
     demo = "bash scripts/setup_venv.sh && .venv/bin/pointcanon demo --out runs/demo"
-    tests = "bash scripts/setup_venv.sh && .venv/bin/python -m pytest -q"
+    tests = "bash scripts/setup_venv.sh && .venv/bin/python -m pytest -q -n 2"
     assert demo in text and tests in text
     assert tests in (ROOT / ".ci" / "run").read_text()  # CI runs exactly the README's test command
     headings = re.findall(r"^#+ (.+)$", text, flags=re.M)
