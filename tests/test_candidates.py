@@ -474,3 +474,70 @@ def test_fit_canonicalizer_never_overwrites(tmp_path, capsys):
     mine.write_bytes(b"keep")
     assert main(["fit-canonicalizer", "--out", str(mine), "--data-root", "/nonexistent"]) == 2
     assert "--overwrite" in capsys.readouterr().err and mine.read_bytes() == b"keep"
+
+
+def _with_front(**kw):
+    return _model(refine=False, front=(16, 32), **kw)
+
+
+def test_front_scorer_keeps_the_frame_exact_and_only_turns_it_about_its_up_axis(modelnet_test_shapes):
+    """The front scorer reads canonical (invariant) inputs: canonical clouds stay exact to 1e-9 in float64 on
+    real shapes; its frame is the candidate's frame turned by a multiple of 90 deg about the canonical z axis."""
+    import copy
+
+    from pointcanon.nn.candidates import TURNS
+
+    model = _with_front()
+    err, _, degenerate = _errors(model.double(), modelnet_test_shapes[:16], "SE3", torch.float64, motions=10)
+    assert degenerate.float().mean() <= 0.1
+    assert err[~degenerate].max() <= 1e-9, err[~degenerate].max()
+    plain = copy.deepcopy(model)
+    plain.front_trunk = plain.front_score = None
+    x = modelnet_test_shapes[:16].double()
+    with torch.no_grad():
+        turned, base = model(x).frame, plain(x).frame
+    rel = base.transpose(1, 2) @ turned  # (B, 3, 3): one of the 4 turns (transposed)
+    dist = (rel[:, None] - TURNS.transpose(1, 2)[None]).abs().amax((-1, -2))  # (B, 4)
+    assert dist.amin(1).max() <= 1e-12
+    assert (dist.argmin(1) != 0).any(), "an untrained front scorer picks other fronts than the candidate's for some"
+
+
+def test_front_logits_shift_when_the_canonical_cloud_turns(modelnet_test_shapes):
+    """Turning the canonical inputs by 90 deg about z shifts the 4 front scores by one place: the scorer treats
+    the 4 fronts alike (a shared network), so its choice is a property of the shape, not of the candidate."""
+    from pointcanon.nn.candidates import TURNS
+
+    model = _with_front().double()
+    x = modelnet_test_shapes[:8].double()
+    with torch.no_grad():
+        prep = model.prepare(x)
+        inputs = model.canonical_inputs(prep.point_inputs, torch.eye(3, dtype=torch.float64).expand(8, 3, 3))
+        logits = model.front_logits(inputs)
+        shifted = model.front_logits(model.canonical_inputs(inputs, TURNS[1].T.expand(8, 3, 3)))
+    assert logits.shape == (8, 4)
+    assert (shifted - logits.roll(-1, 1)).abs().max() <= 1e-10
+
+
+def test_front_scorer_round_trips_through_a_file_and_turns_every_hypothesis(tmp_path, modelnet_test_shapes):
+    from pointcanon.mesh import load_canonicalizer, save_canonicalizer
+
+    model = _with_front()
+    save_canonicalizer(model, tmp_path / "full.pt")
+    loaded = load_canonicalizer(tmp_path / "full.pt")
+    assert loaded.hparams["front"] == (16, 32)
+    x = modelnet_test_shapes[:8]
+    with torch.no_grad():
+        assert torch.equal(loaded(x).frame, model(x).frame)
+        assert torch.equal(loaded.hypotheses(x, 3)[3].frame, model(x).frame)
+        # every up hypothesis is turned to its own best front, and the set moves with the input (float64)
+        canon, xd = loaded.double(), x.double()
+        q, t = random_rigid_motion(8, "SE3", generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        frames, _, canonical, _ = canon.hypotheses(xd, 3)
+        moved_frames, _, moved_canonical, _ = canon.hypotheses(apply_rigid(xd, q, t), 3)
+        assert (moved_frames - q.unsqueeze(1) @ frames).abs().max() <= 1e-9
+        assert (moved_canonical - canonical).abs().max() <= 1e-9
+    assert "front" not in _model().hparams  # files without a front scorer keep their hyperparameters
+    with pytest.raises(ValueError, match="front"):
+        CandidateCanonicalizer(front=(0,))
+    with pytest.raises(ValueError, match="no front scorer"):
+        _model().front_logits(torch.zeros(1, 1, 4, 3))

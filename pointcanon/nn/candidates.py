@@ -67,6 +67,9 @@ CANDIDATE_GROUPS = ("SE3", "E3")
 DEFAULT_TILTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
 FIT_PRIORS = ("upright", "identity")
 POOLINGS = ("max", "max+mean")
+# turns by 0, 90, 180, 270 deg about z (exact integer matrices): the fronts of one up axis
+TURNS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
+                      [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=torch.float64)
 DEFAULT_FRAGILE_MARGIN = 1.25  # log-probability; chosen on ModelNet40 test shapes (docs/mesh.md, "Stability")
 
 
@@ -131,6 +134,11 @@ class CandidateCanonicalizer(Canonicalizer):
         sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
         fragile_margin: an up axis chosen by less than this log-probability gap over the second most likely one is
             flagged ``fragile`` (0: never); settable. Files saved without it get the default.
+        front: channels of a *front* scorer (``()``: none, the default). With one, the chosen frame is turned by
+            0, 90, 180 or 270 deg about its up axis, whichever a second point MLP scores best on the point inputs
+            seen in canonical coordinates (:meth:`front_logits`): the full frame a backbone trained without
+            rotations needs (the candidate scores alone rank the yaw variants of one up axis poorly). Exact: the
+            scorer reads an invariant cloud. Ties of the 4 scores (``margin_tol``) are flagged degenerate.
 
     Shapes: input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``,
     origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning / fragile ``(B,)``,
@@ -144,7 +152,8 @@ class CandidateCanonicalizer(Canonicalizer):
                  num_points: int | None = 128, tilts: tuple[float, ...] = DEFAULT_TILTS, local_k: int = 10,
                  normal_k: int = 16, normal_points: int | None = 1024, views: int = 2, refine: bool = False,
                  batch_norm: bool = True, pooling: str = "max+mean", degenerate_tol: float = 1e-3,
-                 margin_tol: float = 1e-5, sharpness: float = 200.0, fragile_margin: float = DEFAULT_FRAGILE_MARGIN):
+                 margin_tol: float = 1e-5, sharpness: float = 200.0, fragile_margin: float = DEFAULT_FRAGILE_MARGIN,
+                 front: tuple[int, ...] = ()):
         super().__init__()
         group = GroupName.parse(group).value
         if group not in CANDIDATE_GROUPS:
@@ -152,7 +161,9 @@ class CandidateCanonicalizer(Canonicalizer):
         for name, n in (("num_points", num_points), ("normal_points", normal_points)):
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {n!r}")
-        hidden = tuple(int(h) for h in hidden)
+        hidden, front = tuple(int(h) for h in hidden), tuple(int(h) for h in front)
+        if front and min(front) < 1:
+            raise ValueError(f"front must be () or one or more positive sizes, got {front}")
         tilts = tuple(float(t) for t in tilts) or (0.0,)
         if any(not -90 < t < 90 for t in tilts) or len(set(tilts)) != len(tilts):
             raise ValueError(f"tilts must be distinct angles in (-90, 90) degrees, got {tilts}")
@@ -170,7 +181,7 @@ class CandidateCanonicalizer(Canonicalizer):
         self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k,
                             normal_k=normal_k, normal_points=normal_points, views=views, refine=bool(refine),
                             batch_norm=bool(batch_norm), pooling=pooling, degenerate_tol=degenerate_tol,
-                            margin_tol=margin_tol, sharpness=sharpness)
+                            margin_tol=margin_tol, sharpness=sharpness, **({"front": front} if front else {}))
         self.views, self.fragile_margin = views, fragile_margin  # checked by their setters
         self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
         self.normal_points, self.degenerate_tol, self.margin_tol = normal_points, degenerate_tol, margin_tol
@@ -196,6 +207,9 @@ class CandidateCanonicalizer(Canonicalizer):
         self.trunk = _point_mlp(hidden, batch_norm, 3 * (1 + bool(local_k) + bool(normal_k)))
         self.score = _head(width, cands.shape[0])
         self.correction = _head(width, 6) if refine else None
+        self.register_buffer("turns", TURNS.float(), persistent=False)  # the 4 fronts of an up axis
+        self.front_trunk = _point_mlp(front, batch_norm, self.trunk[0].in_features) if front else None
+        self.front_score = _head(front[-1] * (2 if pooling == "max+mean" else 1), 1) if front else None
         if refine:  # start at M = I: u = e_z, v = e_y
             nn.init.zeros_(self.correction[-1].weight)
             with torch.no_grad():
@@ -288,17 +302,17 @@ class CandidateCanonicalizer(Canonicalizer):
             per_subset.append((pts.reshape(pts.shape[0], -1, 3) @ f0.to(x.dtype)).reshape(pts.shape))
         return Prepared(centroid, cands, gap.to(x.dtype), torch.stack(per_subset, 1), mask, no_extent)  # (B, S, M, C)
 
-    def _pooled(self, pts: Tensor, mask: Tensor | None = None) -> Tensor:
+    def _pooled(self, pts: Tensor, mask: Tensor | None = None, trunk: nn.Module | None = None) -> Tensor:
         """Pooled trunk features ``(B, F, S, H)`` of ``(B, F, S, M, C)`` points (max, and with
         ``pooling="max+mean"`` the mean beside it: ``H`` = twice the trunk's width); with a ``(B, M)`` mask,
         of the real points only (the trunk, batch norm included, never sees the padding)."""
         mean = self.pooling == "max+mean"
         if mask is None:
-            feats = self.trunk(pts)
+            feats = (trunk or self.trunk)(pts)
             pooled = feats.amax(-2)
             return torch.cat([pooled, feats.mean(-2)], -1) if mean else pooled
         moved = pts.permute(0, 3, 1, 2, 4)  # (B, M, F, S, C)
-        feats = self.trunk(moved[mask])  # (P', F, S, H)
+        feats = (trunk or self.trunk)(moved[mask])  # (P', F, S, H)
         full = feats.new_full(moved.shape[:-1] + feats.shape[-1:], float("-inf"))
         full[mask] = feats
         pooled = full.amax(1)
@@ -318,6 +332,37 @@ class CandidateCanonicalizer(Canonicalizer):
         per_flip = self.score(self._pooled(flipped, mask)).mean(2)  # (B, F, K): logit of P_j in flip i's frame
         index = self.lookup.unsqueeze(0).expand(point_inputs.shape[0], -1, -1)
         return per_flip.gather(2, index).sum(1)  # candidate k of F0 = P_{lookup[i, k]} of flip i
+
+    def canonical_inputs(self, point_inputs: Tensor, relative: Tensor) -> Tensor:
+        """The point inputs ``(B, S, M, C)`` of :meth:`prepare` (principal-frame coordinates) in the coordinates of
+        the frames ``F0 @ relative`` (``relative`` ``(B, 3, 3)``, e.g. a candidate ``P_k T_t``): every 3-vector
+        ``v -> v @ relative``. For the chosen candidate these are invariant functions of the input cloud."""
+        b = point_inputs.shape[0]
+        return (point_inputs.reshape(b, -1, 3) @ relative.to(point_inputs.dtype)).reshape(point_inputs.shape)
+
+    def front_logits(self, canonical_inputs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Scores ``(B, 4)`` of the 4 fronts of the canonical up axis: the front scorer on the canonical point inputs
+        ``(B, S, M, C)`` turned by 0, 90, 180, 270 deg about z (``v -> v @ TURNS[k].T``), averaged over the S subsets.
+        Turning the input by 90 deg about z shifts the scores by one place."""
+        if self.front_trunk is None:
+            raise ValueError("this canonicalizer has no front scorer (front=())")
+        b, s_, m, c = canonical_inputs.shape
+        turns = self.turns.to(canonical_inputs.dtype)
+        turned = (canonical_inputs.reshape(b, 1, s_, m, c // 3, 3) @ turns.transpose(1, 2)[None, :, None, None])
+        pooled = self._pooled(turned.reshape(b, 4, s_, m, c), mask, self.front_trunk)  # (B, 4, S, H)
+        return self.front_score(pooled).squeeze(-1).mean(-1)
+
+    def _front(self, point_inputs: Tensor, relative: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The turn ``(B, 3, 3)`` to compose with the frames ``F0 @ relative`` (``frame @ turn``: the best-scored
+        front) and its tie flag ``(B,)``; the identity and no flag without a front scorer."""
+        b = point_inputs.shape[0]
+        eye = torch.eye(3, dtype=point_inputs.dtype, device=point_inputs.device)
+        if self.front_trunk is None:
+            return eye.expand(b, 3, 3), torch.zeros(b, dtype=torch.bool, device=point_inputs.device)
+        logits = self.front_logits(self.canonical_inputs(point_inputs, relative), mask)
+        top2 = logits.topk(2, -1).values
+        tie = (top2[:, 0] - top2[:, 1] <= self.margin_tol * (1 + top2[:, 0].abs())) | ~torch.isfinite(logits).all(-1)
+        return self.turns.to(point_inputs.dtype)[logits.argmax(-1)].transpose(1, 2), tie
 
     def _correction(self, point_inputs: Tensor, cand: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``M`` ``(B, 3, 3)`` for the chosen candidates ``P`` ``(B, 3, 3)`` (columns z = u, y = v after
@@ -344,8 +389,9 @@ class CandidateCanonicalizer(Canonicalizer):
         centroid, cands, gap, point_inputs, mask, no_extent = prepared
         index = logits.argmax(-1)
         m, m_degenerate = self._correction(point_inputs, self.candidates.to(x.dtype)[index], mask)
+        turn, front_tie = self._front(point_inputs, self.candidates64.to(x.device, x.dtype)[index] @ m, mask)
         rows = torch.arange(cands.shape[0], device=x.device)
-        frame = cands[rows, index] @ m
+        frame = cands[rows, index] @ m @ turn
         frame = torch.where(no_extent[:, None, None], torch.eye(3, dtype=x.dtype, device=x.device), frame)
         if batch is None:
             canonical = (x - centroid.unsqueeze(1)) @ frame
@@ -356,7 +402,7 @@ class CandidateCanonicalizer(Canonicalizer):
             top2 = logits.topk(min(2, logits.shape[1]), -1).values
             margin = top2[:, 0] - top2[:, -1] if top2.shape[1] > 1 else torch.full_like(top2[:, 0], math.inf)
             tie = margin <= self.margin_tol * (1 + top2[:, 0].abs())
-            degenerate = (gap < self.degenerate_tol) | tie | m_degenerate | ~torch.isfinite(logits).all(-1)
+            degenerate = (gap < self.degenerate_tol) | tie | m_degenerate | front_tie | ~torch.isfinite(logits).all(-1)
             conditioning = torch.where(degenerate, 0.0, gap).to(x.dtype)
             fragile = None if logits.shape[-1] != self.up_group.shape[0] else \
                 ~(up_margin(up_masses(logits, self.up_group)[0]) >= self.fragile_margin) & ~no_extent
@@ -379,7 +425,12 @@ class CandidateCanonicalizer(Canonicalizer):
         logits = self.candidate_logits(prepared.point_inputs, prepared.mask)  # (B, K)
         index, weights = top_hypotheses(logits, self.up_group, k)  # (B, k) each; frames (B, k, 3, 3):
         rows, eye = torch.arange(x.shape[0], device=x.device)[:, None], torch.eye(3, dtype=x.dtype, device=x.device)
-        frames = torch.where(prepared.no_extent[:, None, None, None], eye, prepared.candidates[rows, index])
+        frames = prepared.candidates[rows, index]
+        if self.front_trunk is not None:  # each hypothesis turned to its best-scored front
+            inputs = prepared.point_inputs.repeat_interleave(k, 0)
+            turn, _ = self._front(inputs, self.candidates64.to(x.device, x.dtype)[index.flatten()], None)
+            frames = frames @ turn.view(-1, k, 3, 3)
+        frames = torch.where(prepared.no_extent[:, None, None, None], eye, frames)
         canonical = (x - prepared.centroid.unsqueeze(1)).unsqueeze(1) @ frames  # (B, k, N, 3)
         return frames, weights.to(x.dtype), canonical, self._choose(x, None, prepared, logits)
 
