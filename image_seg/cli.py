@@ -1,8 +1,8 @@
 """The ``image-seg`` command.
 
     image-seg segment PHOTO --checkpoint sam_vit_b_01ec64.pth [--model-type vit_b] [--boxes JSON]
-                            [--canonicalizer CKPT | --order 4] -o DIR
-    image-seg train-canonicalizer --images DIR --out CKPT [--order 4] [--steps 400]
+                            [--canonicalizer CKPT | --order 4] -o DIR [--overwrite]
+    image-seg train-canonicalizer --images DIR --out CKPT [--order 4] [--steps 400] [--overwrite]
     image-seg eval-canonicalizer --images DIR --canonicalizer CKPT
 """
 from __future__ import annotations
@@ -30,12 +30,10 @@ def cmd_segment(args) -> int:
     from .models import load_sam
     from .predictor import EquivariantSamPredictor
 
-    from pointcanon.core.io import check_output_dir
-
     _check_device(args.device)
     if args.points_per_side < 1:
         raise ValueError(f"--points-per-side must be a positive int (the prompt grid is N x N), got {args.points_per_side}")
-    check_output_dir(args.output, "-o/--output")
+    _check_segment_output(args.output, args.overwrite)
     image = read_photo(args.photo)
     boxes = read_boxes(args.boxes, image.shape[:2]) if args.boxes else None
     canonicalizer = _canonicalizer(args)
@@ -74,6 +72,20 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def _check_segment_output(out, overwrite: bool) -> None:
+    """``ValueError`` naming ``-o/--output`` unless ``out`` can be written into and, without ``overwrite``,
+    holds none of the files ``segment`` writes (``masks.json``, ``overlay.png``, ``mask_NNN.png``)."""
+    from pointcanon.core.io import check_output_dir, check_output_file
+
+    out = check_output_dir(out, "-o/--output")
+    fixed = [check_output_file(out / name, "-o/--output") for name in ("masks.json", "overlay.png")]
+    held = [p for p in fixed if p.exists() or p.is_symlink()] + sorted(out.glob("mask_[0-9][0-9][0-9]*.png"))
+    if held and not overwrite:
+        more = f" and {len(held) - 1} more of its outputs" if len(held) > 1 else ""
+        raise ValueError(f"-o/--output {out} already holds {held[0].name}{more}; pass --overwrite to replace them, "
+                         "or choose another folder")
+
+
 def _check_device(name: str) -> None:
     """``ValueError`` naming ``--device`` unless torch can put a tensor on ``name`` (e.g. ``cpu``, ``cuda:0``)."""
     try:
@@ -96,7 +108,7 @@ def cmd_train(args) -> int:
 
     from pointcanon.core.io import check_output_file
 
-    check_output_file(args.out, "--out")
+    check_output_file(args.out, "--out", overwrite=args.overwrite)
     cfg = TrainConfig(order=args.order, size=args.size, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed)
     photos, names = load_photos(args.images, cfg.max_side)
@@ -142,12 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--points-per-side", type=int, default=32, help="grid for segment-everything mode")
     s.add_argument("--device", default="cpu")
     s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace masks.json, overlay.png and mask_NNN.png already in the output folder")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_segment)
 
     t = sub.add_parser("train-canonicalizer", help="train the canonicalizer on a folder of upright photos")
     t.add_argument("--images", required=True, help="folder of upright photos")
     t.add_argument("--out", required=True, help="checkpoint to write")
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.add_argument("--val-images", help="folder of held-out upright photos to report accuracy on")
     t.add_argument("--order", type=int, default=4, choices=[4, 8])
     t.add_argument("--size", type=int, default=64)

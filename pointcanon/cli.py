@@ -138,7 +138,10 @@ def cmd_eval(a) -> int:
         from .nn.hypotheses import MAX_HYPOTHESES
 
         check_int(a.hypotheses, "--hypotheses", 1, MAX_HYPOTHESES, " (omit it to use the trained number)")
-    out = check_output_file(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json"), "--out")
+    out = Path(a.out if a.out else Path(a.checkpoint).with_suffix(".eval.json")).expanduser()
+    if out.resolve() == Path(a.checkpoint).resolve():
+        raise ValueError(f"--out {out} is the checkpoint being evaluated; write the JSON elsewhere")
+    out = check_output_file(out, "--out", overwrite=a.overwrite)
     model, cfg, state = load_model(a.checkpoint)
     if a.hypotheses is not None or a.hypothesis_rule is not None:
         from .nn import CanonicalizedModel
@@ -174,7 +177,7 @@ def cmd_fit_selector(a) -> int:
     from .selector import fit_selector_checkpoint
 
     info = fit_selector_checkpoint(a.checkpoint, a.out, a.hypotheses, epochs=a.epochs, seed=a.seed,
-                                   max_shapes=a.max_shapes, progress=True)
+                                   max_shapes=a.max_shapes, progress=True, overwrite=a.overwrite)
     print(f"training-split accuracy over {info['hypotheses']} hypotheses: "
           + ", ".join(f"{r} {v:.2f} %" for r, v in info["train_accuracy"].items()))
     print(f"wrote {a.out} ({info['seconds']:.0f} s); evaluate it with: pointcanon eval {a.out}")
@@ -209,7 +212,7 @@ def cmd_measure(a) -> int:
     points = load_points(a.points) if a.points else None
     run_measure(a.checkpoint, points=points, dataset=a.dataset, data_root=a.data_root, num_shapes=a.num_shapes,
                 group=a.group, num_samples=a.num_samples, layers=a.layers, exact=a.exact, float32=a.float32,
-                plot=a.plot, json_path=a.json, seed=a.seed)
+                plot=a.plot, json_path=a.json, seed=a.seed, overwrite=a.overwrite)
     return 0
 
 
@@ -268,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", default=None)
     e.add_argument("--num-points", type=int, default=None)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--out", default=None, help="JSON file (default: next to the checkpoint)")
+    e.add_argument("--out", default=None, help="JSON file (default: CHECKPOINT.eval.json, next to it)")
+    e.add_argument("--overwrite", action="store_true", help="replace the JSON file if it exists")
     e.add_argument("--max-shapes", type=int, default=None, help="evaluate on N test shapes, spread evenly")
     e.add_argument("--hypotheses", type=int, default=None, metavar="K",
                    help="evaluate a candidate-canonicalized classifier over its K most likely up hypotheses "
@@ -287,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--max-shapes", type=int, default=None, help="use N training shapes, spread evenly (quick checks)")
     f.add_argument("--out", required=True, help="the new checkpoint file (then: pointcanon eval OUT)")
+    f.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never the checkpoint read)")
     f.set_defaults(func=cmd_fit_selector)
 
     d = sub.add_parser("demo", help="plain vs canonicalized PointNet on synthetic shapes (about 3 minutes)")
@@ -316,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--float32", action="store_true", help="measure in float32 (default float64)")
     m.add_argument("--plot", default=None, help="PNG (default: CHECKPOINT.measure.png)")
     m.add_argument("--json", default=None, help="JSON (default: CHECKPOINT.measure.json)")
+    m.add_argument("--overwrite", action="store_true", help="replace the plot and JSON files if they exist")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=cmd_measure)
 

@@ -45,9 +45,7 @@ def cmd_classify(a: argparse.Namespace) -> int:
     check_int(a.num_points, "--num-points", 3, MAX_POINTS)
     check_int(a.seed, "--seed", 0, hint=" (numpy seeds are non-negative)")
     if a.json is not None:
-        out = check_output_file(a.json, "--json")
-        if (out.exists() or out.is_symlink()) and not a.overwrite:
-            raise ValueError(f"--json {out} exists; pass --overwrite to replace it, or choose another file")
+        check_output_file(a.json, "--json", overwrite=a.overwrite)
     files, errors = collect_files(a.inputs)
     if not files:
         raise ValueError("nothing to classify: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))

@@ -171,9 +171,7 @@ def check_fit_output(out, overwrite: bool = False) -> Path:
     if path.resolve().is_relative_to(PACKAGE_DIR):
         raise ValueError(f"--out {out} is inside the installed package ({PACKAGE_DIR}), e.g. the packaged weights: "
                          "write elsewhere and copy it deliberately")
-    if path.exists() and not path.is_dir() and not overwrite:
-        raise ValueError(f"--out {out} exists: pass --overwrite to replace it, or choose another file")
-    return check_output_file(path, "--out")
+    return check_output_file(path, "--out", overwrite=overwrite)
 
 
 def _batch(train: torch.Tensor, cfg: FitConfig, g: torch.Generator) -> torch.Tensor:

@@ -146,9 +146,11 @@ def _test_batch(cfg, dataset: str | None, data_root: str | None, num_points: int
 def run_measure(checkpoint, *, points: Tensor | None = None, args: tuple = (), dataset: str | None = None,
                 data_root: str | None = None, num_points: int | None = None, num_shapes: int = 32, group: str = "SO3",
                 num_samples: int = 4, layers: Sequence[str] | None = None, exact: bool = False,
-                float32: bool = False, plot=None, json_path=None, seed: int = 0, log=print) -> EquivarianceReport:
+                float32: bool = False, plot=None, json_path=None, seed: int = 0, overwrite: bool = False,
+                log=print) -> EquivarianceReport:
     """Measure a checkpoint: print the per-layer table, write the plot (default ``CKPT.measure.png``) and
-    a JSON (default ``CKPT.measure.json``). ``points`` ``(B, N, 3)`` overrides the test shapes (else
+    a JSON (default ``CKPT.measure.json``), each replacing an existing file only with ``overwrite`` (checked
+    before any work; never the checkpoint). ``points`` ``(B, N, 3)`` overrides the test shapes (else
     ``num_shapes`` shapes spread over the checkpoint's test set); ``exact`` zeroes the fixed inputs of an
     approximate canonicalizer."""
     if num_shapes < 2 and points is None:
@@ -156,8 +158,12 @@ def run_measure(checkpoint, *, points: Tensor | None = None, args: tuple = (), d
     if num_samples < 1:
         raise ValueError(f"num_samples must be a positive number of group elements, got {num_samples}")
     ckpt = Path(checkpoint)
-    plot = check_output_file(plot if plot else ckpt.with_suffix(".measure.png"), "--plot")
-    json_path = check_output_file(json_path if json_path else ckpt.with_suffix(".measure.json"), "--json")
+    plot = Path(plot if plot else ckpt.with_suffix(".measure.png")).expanduser()
+    json_path = Path(json_path if json_path else ckpt.with_suffix(".measure.json")).expanduser()
+    if len({ckpt.resolve(), plot.resolve(), json_path.resolve()}) < 3:
+        raise ValueError(f"--plot {plot} and --json {json_path} must be two files other than the checkpoint {ckpt}")
+    plot = check_output_file(plot, "--plot", overwrite=overwrite)
+    json_path = check_output_file(json_path, "--json", overwrite=overwrite)
     model, cfg, _ = load_model(checkpoint)
     canon = getattr(model, "canonicalizer", None)
     if exact:

@@ -98,20 +98,21 @@ def rule_accuracies(outputs: dict[str, Tensor], selector: HypothesisSelector | N
 
 def fit_selector_checkpoint(checkpoint, out, hypotheses: int | None = None, *, epochs: int = 30, seed: int = 0,
                             max_shapes: int | None = None, batch_size: int = 64, progress: bool = False,
-                            log=print) -> dict:
+                            overwrite: bool = False, log=print) -> dict:
     """Fit a selector to the classifier of ``checkpoint`` over its ``hypotheses`` most likely up hypotheses
     (default: as trained, or 3 for a one-frame classifier) on its training split, each shape turned as in
     its training (``train_rotation``), and write the classifier with it to ``out`` (a new checkpoint;
-    ``hypothesis_rule="selector"``). Returns the settings, the fit's ``seconds`` and the training-split
-    accuracy of every rule (``"train_accuracy"``), also stored in the checkpoint as ``"selector_fit"``."""
+    ``hypothesis_rule="selector"``; an existing file is replaced only with ``overwrite``, never the input).
+    Returns the settings, the fit's ``seconds`` and the training-split accuracy of every rule
+    (``"train_accuracy"``), also stored in the checkpoint as ``"selector_fit"``."""
     from .datasets import Subsample, build_dataset
     from .models import load_model
     from .train import protocol_rotations
 
     t0 = time.time()
-    out = check_output_file(out, "--out")
-    if Path(out).resolve() == Path(checkpoint).resolve():
+    if Path(out).expanduser().resolve() == Path(checkpoint).resolve():
         raise ValueError(f"--out {out} is the checkpoint being read; write the fitted classifier elsewhere")
+    out = check_output_file(out, "--out", overwrite=overwrite)
     model, cfg, state = load_model(checkpoint)
     if not (isinstance(model, CanonicalizedModel) and cfg.canonicalizer == "candidate" and cfg.task == "cls"):
         raise ValueError(f"{checkpoint} must hold a classifier with a candidate canonicalizer (trained with "

@@ -222,6 +222,10 @@ def test_measure_command_writes_table_plot_and_json(modelnet_test_shapes, tmp_pa
     data = json.loads(js.read_text())
     assert data["output_error"] < 1e-9 and min(lay["measure"] for lay in data["layers"]) >= 0.999
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+    before = js.read_bytes()  # an existing output: refused before any work, replaced only with overwrite
+    with pytest.raises(ValueError, match="--overwrite"):
+        run_measure(ckpt, points=modelnet_test_shapes[:4, :256], log=lambda *a: None)
+    assert js.read_bytes() == before
     with pytest.raises(ValueError, match="approximate canonicalizer"):
-        run_measure(ckpt, points=modelnet_test_shapes[:4, :256], exact=True, log=lambda *a: None)
+        run_measure(ckpt, points=modelnet_test_shapes[:4, :256], exact=True, overwrite=True, log=lambda *a: None)
     assert main(["measure", "--checkpoint", str(tmp_path / "missing.pt"), "--points", str(pts)]) == 2

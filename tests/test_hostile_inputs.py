@@ -370,6 +370,69 @@ def test_canonicalize_replaces_existing_outputs_only_with_overwrite(tmp_path, ca
     assert (out / "box.off").read_text().startswith("OFF") and (out / "transforms.json").exists()
 
 
+# An existing output is refused (exit 2, naming the flag and --overwrite, the file unchanged byte for byte)
+# before any work: the inputs here do not exist, so a refusal that names them would mean the check came
+# too late. argv(tmp, existing) -> (main, argv, flag); "existing" is the output file already there.
+KEEP = b"a user's file \x00\xff"
+EXISTING_OUTPUT = {
+    "eval --out": lambda t, o: (pointcanon_main, ["eval", str(t / "none.pt"), "--out", str(o)], "--out"),
+    "eval (default CKPT.eval.json)": lambda t, o: (pointcanon_main, ["eval", str(o.with_suffix("").with_suffix(".pt"))],
+                                                   "--out"),
+    "measure --plot": lambda t, o: (pointcanon_main, ["measure", "--checkpoint", str(t / "none.pt"), "--plot", str(o),
+                                                      "--json", str(t / "m.json")], "--plot"),
+    "measure --json": lambda t, o: (pointcanon_main, ["measure", "--checkpoint", str(t / "none.pt"), "--json", str(o)],
+                                    "--json"),
+    "fit-selector --out": lambda t, o: (pointcanon_main, ["fit-selector", str(t / "none.pt"), "--out", str(o)],
+                                        "--out"),
+    "image-seg train-canonicalizer --out": lambda t, o: (
+        image_seg_main, ["train-canonicalizer", "--images", str(t / "none"), "--out", str(o)], "--out"),
+    "image-seg segment -o (masks.json)": lambda t, o: (
+        image_seg_main, ["segment", str(t / "none.png"), "--checkpoint", str(t / "none.pth"), "-o", str(o.parent)],
+        "-o/--output"),
+    "image-seg segment -o (mask_000.png)": lambda t, o: (
+        image_seg_main, ["segment", str(t / "none.png"), "--checkpoint", str(t / "none.pth"), "-o", str(o.parent)],
+        "-o/--output"),
+}
+EXISTING_NAME = {"eval (default CKPT.eval.json)": "ckpt.eval.json", "image-seg segment -o (masks.json)": "masks.json",
+                 "image-seg segment -o (mask_000.png)": "mask_000.png"}
+
+
+@pytest.mark.parametrize("entry", sorted(EXISTING_OUTPUT))
+def test_an_existing_output_is_refused_before_any_work(entry, tmp_path, capsys):
+    existing = tmp_path / "out" / EXISTING_NAME.get(entry, "old.out")
+    existing.parent.mkdir()
+    existing.write_bytes(KEEP)
+    main, argv, flag = EXISTING_OUTPUT[entry](tmp_path, existing)
+    assert _cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} {existing if flag != '-o/--output' else existing.parent}" in err, err
+    assert "--overwrite" in err and "does not exist" not in err and "Traceback" not in err, err
+    assert existing.read_bytes() == KEEP and sorted(existing.parent.iterdir()) == [existing]
+
+
+def test_eval_and_measure_replace_an_existing_output_only_with_overwrite(small_run, tmp_path, capsys):
+    import json
+
+    ckpt, before = str(small_run / "last.pt"), (small_run / "last.pt").read_bytes()
+    runs = {"e.json": ["eval", ckpt, "--max-shapes", "4", "--protocols", "upright", "--out", str(tmp_path / "e.json")],
+            "m.png": ["measure", "--checkpoint", ckpt, "--num-shapes", "2", "--num-samples", "1",
+                      "--plot", str(tmp_path / "m.png"), "--json", str(tmp_path / "m.json")]}
+    for name, argv in runs.items():
+        (tmp_path / name).write_bytes(KEEP)
+        assert _cli(pointcanon_main, argv) == 2 and "--overwrite" in capsys.readouterr().err
+        assert (tmp_path / name).read_bytes() == KEEP
+        assert _cli(pointcanon_main, argv + ["--overwrite"]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["protocols"]["upright"]["acc"] >= 0
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "m.json").read_text())["layers"]
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+    for argv in (["eval", ckpt, "--out", ckpt, "--overwrite"],  # never the checkpoint, even with --overwrite
+                 ["measure", "--checkpoint", ckpt, "--json", ckpt, "--overwrite"],
+                 ["measure", "--checkpoint", ckpt, "--plot", str(tmp_path / "x"), "--json", str(tmp_path / "x")]):
+        assert _cli(pointcanon_main, argv) == 2 and "checkpoint" in capsys.readouterr().err
+    assert (small_run / "last.pt").read_bytes() == before and not (tmp_path / "x").exists()
+
+
 def test_open3d_script_never_replaces_its_input_or_an_existing_file(tmp_path, capsys):
     script_main = _open3d_script()
     scan = tmp_path / "scan.xyz"

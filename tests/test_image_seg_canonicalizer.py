@@ -107,8 +107,11 @@ def test_cli_training_with_the_prior_recognises_held_out_upright_photos(tmp_path
     torch.manual_seed(0)
     before = upright_accuracy(ImageCanonicalizer(order=4), held)["upright"]
     ckpt = tmp_path / "canon.pt"
-    assert main(["train-canonicalizer", "--images", str(tmp_path / "train"), "--out", str(ckpt), "--steps", "50",
-                 "--batch-size", "16", "--quiet"]) == 0
+    ckpt.write_bytes(b"a user's file")  # an existing --out: refused before training, replaced with --overwrite
+    argv = ["train-canonicalizer", "--images", str(tmp_path / "train"), "--out", str(ckpt), "--steps", "50",
+            "--batch-size", "16", "--quiet"]
+    assert main(argv) == 2 and ckpt.read_bytes() == b"a user's file"
+    assert main(argv + ["--overwrite"]) == 0
     model = load_canonicalizer(ckpt)
     after = upright_accuracy(model, held)
     print(f"held-out synthetic scenes: upright recognised {after['upright']:.0%} after training "

@@ -235,8 +235,13 @@ def test_cli_segment_writes_masks_overlay_and_coco_rle(tmp_path, voc, sam):
     Image.fromarray(photo).save(tmp_path / "photo.png")
     (tmp_path / "boxes.json").write_text(json.dumps(boxes[:3].tolist()))
     out = tmp_path / "out"
-    assert main(["segment", str(tmp_path / "photo.png"), "--checkpoint", str(ckpt), "--model-type", "tiny",
-                 "--boxes", str(tmp_path / "boxes.json"), "-o", str(out), "--quiet"]) == 0
+    out.mkdir()
+    (out / "mask_000.png").write_bytes(b"a user's file")  # an existing output: replaced only with --overwrite
+    argv = ["segment", str(tmp_path / "photo.png"), "--checkpoint", str(ckpt), "--model-type", "tiny",
+            "--boxes", str(tmp_path / "boxes.json"), "-o", str(out), "--quiet"]
+    assert main(argv) == 2 and sorted(p.name for p in out.iterdir()) == ["mask_000.png"]
+    assert (out / "mask_000.png").read_bytes() == b"a user's file"
+    assert main(argv + ["--overwrite"]) == 0
     doc = json.loads((out / "masks.json").read_text())
     assert len(doc["annotations"]) == 3 and (out / "overlay.png").is_file()
     for ann in doc["annotations"]:
@@ -246,7 +251,8 @@ def test_cli_segment_writes_masks_overlay_and_coco_rle(tmp_path, voc, sam):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
     # bad input: grayscale photo, boxes outside the photo, wrong model type -> exit code 2 with a message
     Image.fromarray(photo[..., 0]).save(tmp_path / "gray.png")
-    assert main(["segment", str(tmp_path / "gray.png"), "--checkpoint", str(ckpt), "--model-type", "tiny", "-o", str(out)]) == 2
+    assert main(["segment", str(tmp_path / "gray.png"), "--checkpoint", str(ckpt), "--model-type", "tiny",
+                 "-o", str(out), "--overwrite"]) == 2
     assert main(["segment", str(tmp_path / "photo.png"), "--checkpoint", str(ckpt), "--model-type", "tiny",
-                 "--boxes", "[[0, 0, 600, 10]]", "-o", str(out)]) == 2
-    assert main(["segment", str(tmp_path / "photo.png"), "--checkpoint", str(ckpt), "-o", str(out)]) == 2
+                 "--boxes", "[[0, 0, 600, 10]]", "-o", str(out), "--overwrite"]) == 2
+    assert main(["segment", str(tmp_path / "photo.png"), "--checkpoint", str(ckpt), "-o", str(out), "--overwrite"]) == 2

@@ -80,20 +80,27 @@ def test_cli_fits_a_selector_and_evaluates_it(tmp_path, one_thread):
     assert main(["train", *small, "--canonicalizer", "candidate", "--prior", "upright", "--prior-weight", "1",
                  "--hypotheses", "2", "--out", str(run)]) == 0
     fitted = tmp_path / "sel.pt"
-    assert main(["fit-selector", str(run / "last.pt"), "--hypotheses", "3", "--max-shapes", "32", "--epochs", "2",
-                 "--out", str(fitted)]) == 0
+    fitted.write_bytes(b"a user's file")  # an existing --out: refused before any work, replaced with --overwrite
+    argv = ["fit-selector", str(run / "last.pt"), "--hypotheses", "3", "--max-shapes", "32", "--epochs", "2",
+            "--out", str(fitted)]
+    assert main(argv) == 2 and fitted.read_bytes() == b"a user's file"
+    assert main(argv + ["--overwrite"]) == 0
     model, cfg, state = load_model(fitted)
     source, _, _ = load_model(run / "last.pt")
     assert cfg.hypothesis_rule == "selector" and cfg.hypotheses == 3 and model.selector is not None
     assert state["selector_fit"]["hypotheses"] == 3 and "selector" in state["selector_fit"]["train_accuracy"]
     for name, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
-    assert main(["eval", str(fitted), "--max-shapes", "16", "--out", str(tmp_path / "e.json")]) == 0
+    (tmp_path / "e.json").write_text("a user's file")
+    assert main(["eval", str(fitted), "--max-shapes", "16", "--out", str(tmp_path / "e.json")]) == 2
+    assert (tmp_path / "e.json").read_text() == "a user's file"
+    assert main(["eval", str(fitted), "--max-shapes", "16", "--out", str(tmp_path / "e.json"), "--overwrite"]) == 0
     acc = json.loads((tmp_path / "e.json").read_text())
     assert acc["hypothesis_rule"] == "selector"
     assert acc["protocols"]["upright"]["acc"] == acc["protocols"]["z"]["acc"] == acc["protocols"]["SO3"]["acc"]
     # refusals: the input as output, a model without the selector asked to use it, training with it
     assert main(["fit-selector", str(fitted), "--out", str(fitted)]) == 2
+    assert main(["fit-selector", str(fitted), "--out", str(fitted), "--overwrite"]) == 2
     assert main(["fit-selector", str(run / "last.pt"), "--epochs", "0", "--out", str(tmp_path / "e0.pt")]) == 2
     assert main(["fit-selector", str(run / "last.pt"), "--hypotheses", "7", "--out", str(tmp_path / "k7.pt")]) == 2
     assert not (tmp_path / "e0.pt").exists() and not (tmp_path / "k7.pt").exists()

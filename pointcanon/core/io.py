@@ -66,12 +66,15 @@ def check_output_dir(path, flag: str = "--out") -> Path:
     return path
 
 
-def check_output_file(path, flag: str = "--out") -> Path:
-    """Check up front that a file can be written at ``path``: not an existing folder, and its folder
-    creatable / writable. Raises ``ValueError`` naming ``flag``."""
+def check_output_file(path, flag: str = "--out", *, overwrite: bool = True) -> Path:
+    """Check up front that a file can be written at ``path``: not an existing folder, its folder
+    creatable / writable and, with ``overwrite=False``, no existing file (or link) there. Raises
+    ``ValueError`` naming ``flag`` (and ``--overwrite`` when the file exists)."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder; give a file name")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise ValueError(f"{flag} {path} exists; pass --overwrite to replace it, or choose another file")
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{flag} {path} exists and is not writable")
     check_output_dir(path.parent, flag)
