@@ -37,7 +37,7 @@ from pointcanon.core.io import atomic_write, check_output_file, safe_load
 from pointcanon.datasets import ModelNet40HDF5
 from pointcanon.models import load_model, save_canonicalizer
 from pointcanon.nn import CandidateCanonicalizer
-from pointcanon.nn.candidates import TURNS
+from pointcanon.nn.axes import TURNS
 from pointcanon.train import protocol_rotations
 
 TARGETS = ("prior", "task", "both")

@@ -485,7 +485,7 @@ def test_front_scorer_keeps_the_frame_exact_and_only_turns_it_about_its_up_axis(
     real shapes; its frame is the candidate's frame turned by a multiple of 90 deg about the canonical z axis."""
     import copy
 
-    from pointcanon.nn.candidates import TURNS
+    from pointcanon.nn.axes import TURNS
 
     model = _with_front()
     err, _, degenerate = _errors(model.double(), modelnet_test_shapes[:16], "SE3", torch.float64, motions=10)
@@ -505,7 +505,7 @@ def test_front_scorer_keeps_the_frame_exact_and_only_turns_it_about_its_up_axis(
 def test_front_logits_shift_when_the_canonical_cloud_turns(modelnet_test_shapes):
     """Turning the canonical inputs by 90 deg about z shifts the 4 front scores by one place: the scorer treats
     the 4 fronts alike (a shared network), so its choice is a property of the shape, not of the candidate."""
-    from pointcanon.nn.candidates import TURNS
+    from pointcanon.nn.axes import TURNS
 
     model = _with_front().double()
     x = modelnet_test_shapes[:8].double()

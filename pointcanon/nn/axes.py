@@ -12,6 +12,11 @@ from ..core.validation import power_of_two_scale
 from .ragged import segment_amax, segment_sum
 
 
+# turns by 0, 90, 180, 270 deg about z (exact integer matrices): the 4 fronts of one up axis
+TURNS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
+                      [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=torch.float64)
+
+
 def signed_permutations(proper: bool = True, dtype=torch.float64) -> Tensor:
     """The 3x3 signed permutation matrices ``(24, 3, 3)`` with det +1 (``proper``) or all 48.
     The identity comes first."""

@@ -57,41 +57,18 @@ from ..core.groups import GroupName
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, check_range, cloud_radius, coarse_rounding, centre
-from .axes import principal_frames, signed_permutations, tilt_rotations
+from .axes import TURNS, principal_frames, signed_permutations, tilt_rotations
 from .canonicalizer import Canonicalizer
 from .hypotheses import check_hypotheses, top_hypotheses, up_axis_of, up_margin, up_masses
 from .knn import fixed_index_sample, gather_neighbours, knn, sign_undefined, surface_normals
+from .pointmlp import head, point_mlp, pooled
 from .ragged import check_ragged, masked_knn, ragged_centre, ragged_subset, segment_amax
 
 CANDIDATE_GROUPS = ("SE3", "E3")
 DEFAULT_TILTS = (-40.0, -30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0, 40.0)
 FIT_PRIORS = ("upright", "identity")
 POOLINGS = ("max", "max+mean")
-# turns by 0, 90, 180, 270 deg about z (exact integer matrices): the fronts of one up axis
-TURNS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
-                      [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=torch.float64)
 DEFAULT_FRAGILE_MARGIN = 1.25  # log-probability; chosen on ModelNet40 test shapes (docs/mesh.md, "Stability")
-
-
-class PointBatchNorm(nn.BatchNorm1d):
-    """Batch norm over the last (channel) dimension of ``(..., C)`` features. Its statistics are
-    pooled over all sign flips of all inputs, a set that moves with the inputs: invariance holds in
-    training mode too."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
-
-
-def _point_mlp(hidden: tuple[int, ...], batch_norm: bool, width: int = 3) -> nn.Sequential:
-    layers = []
-    for h in hidden:
-        layers += [nn.Linear(width, h)] + ([PointBatchNorm(h)] if batch_norm else []) + [nn.ReLU()]
-        width = h
-    return nn.Sequential(*layers[:-1])  # max pooling follows the last linear layer
-
-
-def _head(width: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.ReLU(), nn.Linear(width, 128), nn.ReLU(), nn.Linear(128, out))
 
 
 class Prepared(NamedTuple):
@@ -204,12 +181,12 @@ class CandidateCanonicalizer(Canonicalizer):
         self.register_buffer("up_group", up_axis_of(perms).repeat_interleave(n_tilts), persistent=False)
         self.register_buffer("lookup", lookup, persistent=False)
         width = hidden[-1] * (2 if pooling == "max+mean" else 1)
-        self.trunk = _point_mlp(hidden, batch_norm, 3 * (1 + bool(local_k) + bool(normal_k)))
-        self.score = _head(width, cands.shape[0])
-        self.correction = _head(width, 6) if refine else None
+        self.trunk = point_mlp(hidden, batch_norm, 3 * (1 + bool(local_k) + bool(normal_k)))
+        self.score = head(width, cands.shape[0])
+        self.correction = head(width, 6) if refine else None
         self.register_buffer("turns", TURNS.float(), persistent=False)  # the 4 fronts of an up axis
-        self.front_trunk = _point_mlp(front, batch_norm, self.trunk[0].in_features) if front else None
-        self.front_score = _head(front[-1] * (2 if pooling == "max+mean" else 1), 1) if front else None
+        self.front_trunk = point_mlp(front, batch_norm, self.trunk[0].in_features) if front else None
+        self.front_score = head(front[-1] * (2 if pooling == "max+mean" else 1), 1) if front else None
         if refine:  # start at M = I: u = e_z, v = e_y
             nn.init.zeros_(self.correction[-1].weight)
             with torch.no_grad():
@@ -303,25 +280,8 @@ class CandidateCanonicalizer(Canonicalizer):
         return Prepared(centroid, cands, gap.to(x.dtype), torch.stack(per_subset, 1), mask, no_extent)  # (B, S, M, C)
 
     def _pooled(self, pts: Tensor, mask: Tensor | None = None, trunk: nn.Module | None = None) -> Tensor:
-        """Pooled trunk features ``(B, F, S, H)`` of ``(B, F, S, M, C)`` points (max, and with
-        ``pooling="max+mean"`` the mean beside it: ``H`` = twice the trunk's width); with a ``(B, M)`` mask,
-        of the real points only (the trunk, batch norm included, never sees the padding)."""
-        mean = self.pooling == "max+mean"
-        if mask is None:
-            feats = (trunk or self.trunk)(pts)
-            pooled = feats.amax(-2)
-            return torch.cat([pooled, feats.mean(-2)], -1) if mean else pooled
-        moved = pts.permute(0, 3, 1, 2, 4)  # (B, M, F, S, C)
-        feats = (trunk or self.trunk)(moved[mask])  # (P', F, S, H)
-        full = feats.new_full(moved.shape[:-1] + feats.shape[-1:], float("-inf"))
-        full[mask] = feats
-        pooled = full.amax(1)
-        if not mean:
-            return pooled
-        zeros = feats.new_zeros(moved.shape[:-1] + feats.shape[-1:])
-        zeros[mask] = feats
-        count = mask.sum(1).to(feats.dtype).clamp_min(1)[:, None, None, None]
-        return torch.cat([pooled, zeros.sum(1) / count], -1)
+        """:func:`pooled` features of ``trunk`` (default: the scorer's) with this canonicalizer's pooling."""
+        return pooled(trunk or self.trunk, pts, mask, self.pooling == "max+mean")
 
     def candidate_logits(self, point_inputs: Tensor, mask: Tensor | None = None) -> Tensor:
         """Logits ``(B, K)`` of the candidates ``F0 @ P_k T_t`` from the principal-frame point inputs
