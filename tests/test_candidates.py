@@ -480,14 +480,16 @@ def _with_front(**kw):
     return _model(refine=False, front=(16, 32), **kw)
 
 
-def test_front_scorer_keeps_the_frame_exact_and_only_turns_it_about_its_up_axis(modelnet_test_shapes):
+@pytest.mark.parametrize("turns", [4, 12])
+def test_front_scorer_keeps_the_frame_exact_and_only_turns_it_about_its_up_axis(modelnet_test_shapes, turns):
     """The front scorer reads canonical (invariant) inputs: canonical clouds stay exact to 1e-9 in float64 on
-    real shapes; its frame is the candidate's frame turned by a multiple of 90 deg about the canonical z axis."""
+    real shapes; its frame is the candidate's frame turned by a multiple of 360 / turns deg about the canonical z
+    axis, and stays orthonormal to 1e-12 in float64 (the turns are not rounded to float32)."""
     import copy
 
-    from pointcanon.nn.axes import TURNS
+    from pointcanon.nn.axes import yaw_turns
 
-    model = _with_front()
+    model = _with_front(front_turns=turns)
     err, _, degenerate = _errors(model.double(), modelnet_test_shapes[:16], "SE3", torch.float64, motions=10)
     assert degenerate.float().mean() <= 0.1
     assert err[~degenerate].max() <= 1e-9, err[~degenerate].max()
@@ -496,35 +498,37 @@ def test_front_scorer_keeps_the_frame_exact_and_only_turns_it_about_its_up_axis(
     x = modelnet_test_shapes[:16].double()
     with torch.no_grad():
         turned, base = model(x).frame, plain(x).frame
-    rel = base.transpose(1, 2) @ turned  # (B, 3, 3): one of the 4 turns (transposed)
-    dist = (rel[:, None] - TURNS.transpose(1, 2)[None]).abs().amax((-1, -2))  # (B, 4)
+    rel = base.transpose(1, 2) @ turned  # (B, 3, 3): one of the turns (transposed)
+    dist = (rel[:, None] - yaw_turns(turns).transpose(1, 2)[None]).abs().amax((-1, -2))  # (B, T)
     assert dist.amin(1).max() <= 1e-12
+    assert (turned.transpose(1, 2) @ turned - torch.eye(3, dtype=torch.float64)).abs().max() <= 1e-12
     assert (dist.argmin(1) != 0).any(), "an untrained front scorer picks other fronts than the candidate's for some"
 
 
-def test_front_logits_shift_when_the_canonical_cloud_turns(modelnet_test_shapes):
-    """Turning the canonical inputs by 90 deg about z shifts the 4 front scores by one place: the scorer treats
-    the 4 fronts alike (a shared network), so its choice is a property of the shape, not of the candidate."""
-    from pointcanon.nn.axes import TURNS
+@pytest.mark.parametrize("turns", [4, 12])
+def test_front_logits_shift_when_the_canonical_cloud_turns(modelnet_test_shapes, turns):
+    """Turning the canonical inputs by 360 / turns deg about z shifts the front scores by one place: the scorer
+    treats the fronts alike (a shared network), so its choice is a property of the shape, not of the candidate."""
+    from pointcanon.nn.axes import yaw_turns
 
-    model = _with_front().double()
+    model = _with_front(front_turns=turns).double()
     x = modelnet_test_shapes[:8].double()
     with torch.no_grad():
         prep = model.prepare(x)
         inputs = model.canonical_inputs(prep.point_inputs, torch.eye(3, dtype=torch.float64).expand(8, 3, 3))
         logits = model.front_logits(inputs)
-        shifted = model.front_logits(model.canonical_inputs(inputs, TURNS[1].T.expand(8, 3, 3)))
-    assert logits.shape == (8, 4)
+        shifted = model.front_logits(model.canonical_inputs(inputs, yaw_turns(turns)[1].T.expand(8, 3, 3)))
+    assert logits.shape == (8, turns)
     assert (shifted - logits.roll(-1, 1)).abs().max() <= 1e-10
 
 
 def test_front_scorer_round_trips_through_a_file_and_turns_every_hypothesis(tmp_path, modelnet_test_shapes):
     from pointcanon.mesh import load_canonicalizer, save_canonicalizer
 
-    model = _with_front()
+    model = _with_front(front_turns=12)
     save_canonicalizer(model, tmp_path / "full.pt")
     loaded = load_canonicalizer(tmp_path / "full.pt")
-    assert loaded.hparams["front"] == (16, 32)
+    assert loaded.hparams["front"] == (16, 32) and loaded.hparams["front_turns"] == 12
     x = modelnet_test_shapes[:8]
     with torch.no_grad():
         assert torch.equal(loaded(x).frame, model(x).frame)
@@ -537,7 +541,8 @@ def test_front_scorer_round_trips_through_a_file_and_turns_every_hypothesis(tmp_
         assert (moved_frames - q.unsqueeze(1) @ frames).abs().max() <= 1e-9
         assert (moved_canonical - canonical).abs().max() <= 1e-9
     assert "front" not in _model().hparams  # files without a front scorer keep their hyperparameters
-    with pytest.raises(ValueError, match="front"):
-        CandidateCanonicalizer(front=(0,))
+    for bad in ({"front": (0,)}, {"front": (8,), "front_turns": 1}, {"front": (8,), "front_turns": 4.0}):
+        with pytest.raises(ValueError, match="front"):
+            CandidateCanonicalizer(**bad)
     with pytest.raises(ValueError, match="no front scorer"):
         _model().front_logits(torch.zeros(1, 1, 4, 3))

@@ -4,6 +4,7 @@ frames of :class:`~pointcanon.nn.CandidateCanonicalizer` (its up hypotheses: :mo
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 from torch import Tensor
@@ -12,9 +13,18 @@ from ..core.validation import power_of_two_scale
 from .ragged import segment_amax, segment_sum
 
 
+def yaw_turns(n: int, dtype=torch.float64) -> Tensor:
+    """``(n, 3, 3)``: rotations about z by ``360 k / n`` degrees, ``k = 0..n-1`` (entries of quarter turns exact)."""
+    angle = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+    c, s = torch.cos(angle), torch.sin(angle)
+    c, s = (torch.where((v - v.round()).abs() < 1e-12, v.round(), v) for v in (c, s))
+    one, zero = torch.ones_like(c), torch.zeros_like(c)
+    rows = [torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1), torch.stack([zero, zero, one], -1)]
+    return torch.stack(rows, 1).to(dtype)
+
+
 # turns by 0, 90, 180, 270 deg about z (exact integer matrices): the 4 fronts of one up axis
-TURNS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
-                      [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=torch.float64)
+TURNS = yaw_turns(4)
 
 
 def signed_permutations(proper: bool = True, dtype=torch.float64) -> Tensor:

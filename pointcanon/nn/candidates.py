@@ -57,7 +57,7 @@ from ..core.groups import GroupName
 from ..core.priors import identity_prior, upright_prior
 from ..core.result import Canonicalization
 from ..core.validation import check_dtype, check_points, check_range, cloud_radius, coarse_rounding, centre
-from .axes import TURNS, principal_frames, signed_permutations, tilt_rotations
+from .axes import principal_frames, signed_permutations, tilt_rotations, yaw_turns
 from .canonicalizer import Canonicalizer
 from .hypotheses import check_hypotheses, top_hypotheses, up_axis_of, up_margin, up_masses
 from .knn import fixed_index_sample, gather_neighbours, knn, sign_undefined, surface_normals
@@ -111,11 +111,13 @@ class CandidateCanonicalizer(Canonicalizer):
         sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
         fragile_margin: an up axis chosen by less than this log-probability gap over the second most likely one is
             flagged ``fragile`` (0: never); settable. Files saved without it get the default.
-        front: channels of a *front* scorer (``()``: none, the default). With one, the chosen frame is turned by
-            0, 90, 180 or 270 deg about its up axis, whichever a second point MLP scores best on the point inputs
-            seen in canonical coordinates (:meth:`front_logits`): the full frame a backbone trained without
-            rotations needs (the candidate scores alone rank the yaw variants of one up axis poorly). Exact: the
-            scorer reads an invariant cloud. Ties of the 4 scores (``margin_tol``) are flagged degenerate.
+        front: channels of a *front* scorer (``()``: none, the default). With one, the chosen frame is turned about
+            its up axis by one of ``front_turns`` angles (``360 k / front_turns`` deg), whichever a second point MLP
+            scores best on the point inputs seen in canonical coordinates (:meth:`front_logits`): the full frame a
+            backbone trained without rotations needs (the candidates' yaws follow the principal axes, and their
+            scores rank the yaw variants of one up axis poorly). Exact: the scorer reads an invariant cloud. Ties of
+            the best two scores (``margin_tol``) are flagged degenerate.
+        front_turns: the number of turns the front scorer chooses among (4: quarter turns).
 
     Shapes: input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``,
     origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning / fragile ``(B,)``,
@@ -130,7 +132,7 @@ class CandidateCanonicalizer(Canonicalizer):
                  normal_k: int = 16, normal_points: int | None = 1024, views: int = 2, refine: bool = False,
                  batch_norm: bool = True, pooling: str = "max+mean", degenerate_tol: float = 1e-3,
                  margin_tol: float = 1e-5, sharpness: float = 200.0, fragile_margin: float = DEFAULT_FRAGILE_MARGIN,
-                 front: tuple[int, ...] = ()):
+                 front: tuple[int, ...] = (), front_turns: int = 4):
         super().__init__()
         group = GroupName.parse(group).value
         if group not in CANDIDATE_GROUPS:
@@ -141,6 +143,8 @@ class CandidateCanonicalizer(Canonicalizer):
         hidden, front = tuple(int(h) for h in hidden), tuple(int(h) for h in front)
         if front and min(front) < 1:
             raise ValueError(f"front must be () or one or more positive sizes, got {front}")
+        if isinstance(front_turns, bool) or not isinstance(front_turns, int) or not 2 <= front_turns <= 360:
+            raise ValueError(f"front_turns must be a number of turns in 2..360, got {front_turns!r}")
         tilts = tuple(float(t) for t in tilts) or (0.0,)
         if any(not -90 < t < 90 for t in tilts) or len(set(tilts)) != len(tilts):
             raise ValueError(f"tilts must be distinct angles in (-90, 90) degrees, got {tilts}")
@@ -158,7 +162,7 @@ class CandidateCanonicalizer(Canonicalizer):
         self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k,
                             normal_k=normal_k, normal_points=normal_points, views=views, refine=bool(refine),
                             batch_norm=bool(batch_norm), pooling=pooling, degenerate_tol=degenerate_tol,
-                            margin_tol=margin_tol, sharpness=sharpness, **({"front": front} if front else {}))
+                            margin_tol=margin_tol, sharpness=sharpness, **({"front": front, "front_turns": front_turns} if front else {}))
         self.views, self.fragile_margin = views, fragile_margin  # checked by their setters
         self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
         self.normal_points, self.degenerate_tol, self.margin_tol = normal_points, degenerate_tol, margin_tol
@@ -184,7 +188,7 @@ class CandidateCanonicalizer(Canonicalizer):
         self.trunk = point_mlp(hidden, batch_norm, 3 * (1 + bool(local_k) + bool(normal_k)))
         self.score = head(width, cands.shape[0])
         self.correction = head(width, 6) if refine else None
-        self.register_buffer("turns", TURNS.float(), persistent=False)  # the 4 fronts of an up axis
+        self.turns64 = yaw_turns(front_turns)  # the fronts of an up axis; float64, cast where used (as candidates64)
         self.front_trunk = point_mlp(front, batch_norm, self.trunk[0].in_features) if front else None
         self.front_score = head(front[-1] * (2 if pooling == "max+mean" else 1), 1) if front else None
         if refine:  # start at M = I: u = e_z, v = e_y
@@ -301,15 +305,15 @@ class CandidateCanonicalizer(Canonicalizer):
         return (point_inputs.reshape(b, -1, 3) @ relative.to(point_inputs.dtype)).reshape(point_inputs.shape)
 
     def front_logits(self, canonical_inputs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Scores ``(B, 4)`` of the 4 fronts of the canonical up axis: the front scorer on the canonical point inputs
-        ``(B, S, M, C)`` turned by 0, 90, 180, 270 deg about z (``v -> v @ TURNS[k].T``), averaged over the S subsets.
-        Turning the input by 90 deg about z shifts the scores by one place."""
+        """Scores ``(B, T)`` of the ``T = front_turns`` fronts of the canonical up axis: the front scorer on the
+        canonical point inputs ``(B, S, M, C)`` turned about z by ``360 k / T`` deg (``v -> v @ turn_k.T``), averaged
+        over the S subsets. Turning the input by ``360 / T`` deg about z shifts the scores by one place."""
         if self.front_trunk is None:
             raise ValueError("this canonicalizer has no front scorer (front=())")
         b, s_, m, c = canonical_inputs.shape
-        turns = self.turns.to(canonical_inputs.dtype)
+        turns = self.turns64.to(canonical_inputs.device, canonical_inputs.dtype)
         turned = (canonical_inputs.reshape(b, 1, s_, m, c // 3, 3) @ turns.transpose(1, 2)[None, :, None, None])
-        pooled = self._pooled(turned.reshape(b, 4, s_, m, c), mask, self.front_trunk)  # (B, 4, S, H)
+        pooled = self._pooled(turned.reshape(b, len(turns), s_, m, c), mask, self.front_trunk)  # (B, T, S, H)
         return self.front_score(pooled).squeeze(-1).mean(-1)
 
     def _front(self, point_inputs: Tensor, relative: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -322,7 +326,7 @@ class CandidateCanonicalizer(Canonicalizer):
         logits = self.front_logits(self.canonical_inputs(point_inputs, relative), mask)
         top2 = logits.topk(2, -1).values
         tie = (top2[:, 0] - top2[:, 1] <= self.margin_tol * (1 + top2[:, 0].abs())) | ~torch.isfinite(logits).all(-1)
-        return self.turns.to(point_inputs.dtype)[logits.argmax(-1)].transpose(1, 2), tie
+        return self.turns64.to(point_inputs.device, point_inputs.dtype)[logits.argmax(-1)].transpose(1, 2), tie
 
     def _correction(self, point_inputs: Tensor, cand: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``M`` ``(B, 3, 3)`` for the chosen candidates ``P`` ``(B, 3, 3)`` (columns z = u, y = v after
