@@ -1,0 +1,59 @@
+"""scripts/fit_front.py: a front scorer for the shipped up-axis canonicalizer, trained on cached canonical inputs
+with the identity prior restricted to yaw turns (issue "2 of 4": the full frame)."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "data"))
+from make_fixtures import main as make_fixtures  # noqa: E402
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("fit_front", ROOT / "scripts" / "fit_front.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_closeness_points_at_the_turn_that_undoes_the_pose():
+    from pointcanon.nn.axes import yaw_turns
+
+    script = _script()
+    for turns in (4, 12):
+        yaws = yaw_turns(turns)
+        pose = yaws.transpose(1, 2)  # the canonical frame is off by turn k: front k undoes it
+        near = script.closeness(pose, turns)
+        assert torch.equal(near.argmax(1), torch.arange(turns))
+        assert torch.allclose(near.amax(1), torch.ones(turns, dtype=torch.float64))
+
+
+@pytest.mark.slow
+def test_fits_a_front_scorer_and_writes_a_loadable_full_frame_canonicalizer(tmp_path, one_thread):
+    from pointcanon import load_canonicalizer
+    from pointcanon.cli import main as pointcanon_main
+
+    assert make_fixtures([str(tmp_path)]) == 0
+    root = tmp_path / "modelnet40_hdf5"
+    assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
+                            "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
+    script = _script()
+    out, summary = tmp_path / "full.pt", tmp_path / "full.json"
+    args = [str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--cache", str(tmp_path / "cache"),
+            "--draws", "1", "--steps", "20", "--turns", "6", "--front", "8,16", "--threads", "1"]
+    assert script.main(args + ["--out", str(out), "--summary", str(summary)]) == 0
+    canon = load_canonicalizer(out)
+    assert canon.hparams["front"] == (8, 16) and canon.hparams["front_turns"] == 6
+    test = json.loads(summary.read_text())["test"]
+    for key in ("acc_front_learned", "acc_front_candidate", "acc_front_nearest_true_pose"):
+        assert 0 <= test[key] <= test["acc_front_oracle"] <= 1, key
+    assert test["frame_within_15deg_best_turn"] >= max(test["frame_within_15deg_learned"],
+                                                      test["frame_within_15deg_candidate"])
+    before = out.read_bytes()
+    with pytest.raises(SystemExit):  # never overwritten
+        script.main(args + ["--out", str(out)])
+    assert out.read_bytes() == before
