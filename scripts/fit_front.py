@@ -125,11 +125,11 @@ def evaluate(canon, data: dict, batch: int = 256) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="a plain classifier trained without rotations (pointcanon train --canonicalizer none)")
-    p.add_argument("--canonicalizer", default="upright", help="the canonicalizer giving the up axis (file or shipped name)")
+    p.add_argument("checkpoint", help="a plain classifier trained without rotations (--canonicalizer none)")
+    p.add_argument("--canonicalizer", default="upright", help="the canonicalizer of the up axis (file or shipped name)")
     p.add_argument("--data-root", default="../shared/data/modelnet40_hdf5_1024")
     p.add_argument("--cache", default="runs/front", help="folder of the cached inputs (reused when present)")
-    p.add_argument("--draws", type=int, default=2, help="point samplings (each under a random rotation) per training shape")
+    p.add_argument("--draws", type=int, default=2, help="point samplings (each randomly rotated) per training shape")
     p.add_argument("--front", default="32,64,128", help="channels of the front scorer's point MLP")
     p.add_argument("--turns", type=int, default=12, help="fronts scored per up axis (360 / turns deg apart)")
     p.add_argument("--sharpness", type=float, default=200.0)
@@ -176,7 +176,8 @@ def main(argv=None) -> int:
         if step % 500 == 0 or step == a.steps:
             figs = evaluate(canon, test)
             history.append({"step": step, "loss": loss.item(), **figs})
-            print(f"step {step}: loss {loss.item():.3f}, test acc learned front {100 * figs['acc_front_learned']:.1f} % "
+            print(f"step {step}: loss {loss.item():.3f}, test acc learned front "
+                  f"{100 * figs['acc_front_learned']:.1f} % "
                   f"(candidate's {100 * figs['acc_front_candidate']:.1f}, nearest the true pose "
                   f"{100 * figs['acc_front_nearest_true_pose']:.1f}, oracle {100 * figs['acc_front_oracle']:.1f}); "
                   f"frame <= 15 deg {100 * figs['frame_within_15deg_learned']:.1f} % (candidate's "

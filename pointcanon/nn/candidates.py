@@ -111,13 +111,9 @@ class CandidateCanonicalizer(Canonicalizer):
         sharpness: of the soft training target over candidates, ``softmax(sharpness * cosine)``.
         fragile_margin: an up axis chosen by less than this log-probability gap over the second most likely one is
             flagged ``fragile`` (0: never); settable. Files saved without it get the default.
-        front: channels of a *front* scorer (``()``: none, the default). With one, the chosen frame is turned about
-            its up axis by one of ``front_turns`` angles (``360 k / front_turns`` deg), whichever a second point MLP
-            scores best on the point inputs seen in canonical coordinates (:meth:`front_logits`): the full frame a
-            backbone trained without rotations needs (the candidates' yaws follow the principal axes, and their
-            scores rank the yaw variants of one up axis poorly). Exact: the scorer reads an invariant cloud. Ties of
-            the best two scores (``margin_tol``) are flagged degenerate.
-        front_turns: the number of turns the front scorer chooses among (4: quarter turns).
+        front, front_turns: channels of a *front* scorer (``()``: none) that turns the chosen frame about its up axis
+            by the best-scored of ``360 k / front_turns`` deg (:meth:`front_logits`; the candidates' yaws follow the
+            principal axes). Exact: it reads canonical inputs; ties of its two best scores are flagged degenerate.
 
     Shapes: input ``(B, N, 3)`` float; output :class:`Canonicalization` with frame ``(B, 3, 3)``,
     origin ``(B, 3)`` (the centroid), canonical ``(B, N, 3)``, degenerate / conditioning / fragile ``(B,)``,
@@ -141,10 +137,9 @@ class CandidateCanonicalizer(Canonicalizer):
             if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
                 raise ValueError(f"{name} must be a positive int or None, got {n!r}")
         hidden, front = tuple(int(h) for h in hidden), tuple(int(h) for h in front)
-        if front and min(front) < 1:
-            raise ValueError(f"front must be () or one or more positive sizes, got {front}")
-        if isinstance(front_turns, bool) or not isinstance(front_turns, int) or not 2 <= front_turns <= 360:
-            raise ValueError(f"front_turns must be a number of turns in 2..360, got {front_turns!r}")
+        if (front and min(front) < 1) or type(front_turns) is not int or not 2 <= front_turns <= 360:
+            raise ValueError(f"front must be () or positive sizes and front_turns a number of turns in 2..360, got "
+                             f"front={front}, front_turns={front_turns!r}")
         tilts = tuple(float(t) for t in tilts) or (0.0,)
         if any(not -90 < t < 90 for t in tilts) or len(set(tilts)) != len(tilts):
             raise ValueError(f"tilts must be distinct angles in (-90, 90) degrees, got {tilts}")
@@ -162,7 +157,8 @@ class CandidateCanonicalizer(Canonicalizer):
         self.hparams = dict(group=group, hidden=hidden, num_points=num_points, tilts=tilts, local_k=local_k,
                             normal_k=normal_k, normal_points=normal_points, views=views, refine=bool(refine),
                             batch_norm=bool(batch_norm), pooling=pooling, degenerate_tol=degenerate_tol,
-                            margin_tol=margin_tol, sharpness=sharpness, **({"front": front, "front_turns": front_turns} if front else {}))
+                            margin_tol=margin_tol, sharpness=sharpness,
+                            **({"front": front, "front_turns": front_turns} if front else {}))
         self.views, self.fragile_margin = views, fragile_margin  # checked by their setters
         self.sharpness, self.local_k, self.normal_k, self.pooling = sharpness, local_k, normal_k, pooling
         self.normal_points, self.degenerate_tol, self.margin_tol = normal_points, degenerate_tol, margin_tol
