@@ -78,7 +78,8 @@ def closeness(pose: torch.Tensor, turns: int) -> torch.Tensor:
 def build_cache(a, canon, backbone, num_points: int) -> tuple[dict, dict]:
     cache = Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    files = {s: cache / f"front_cache_{s}_{a.turns}turns.pt" for s in ("train", "test")}
+    files = {"train": cache / f"front_cache_train_{a.turns}turns_{a.draws}draws_seed{a.seed}.pt",
+             "test": cache / f"front_cache_test_{a.turns}turns.pt"}  # the cache is reused only for the same values
     if all(f.is_file() for f in files.values()):
         return tuple(safe_load(files[s], "front cache") for s in ("train", "test"))
     g = torch.Generator().manual_seed(a.seed)
