@@ -30,10 +30,12 @@ CANONICALIZER_FORMAT = "pointcanon-canonicalizer"
 CANONICALIZER_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "upright_modelnet40.pt"
+FULL_WEIGHTS = WEIGHTS_DIR / "full_modelnet40.pt"
 # the shipped canonicalizer files by name (`load_canonicalizer("upright")`, `--canonicalizer-weights upright`):
 # "upright" puts the up axis where upright ModelNet40 has it (for backbones trained with rotations about z);
-# "shipped" is an alias of it
-SHIPPED_CANONICALIZERS = {"upright": DEFAULT_WEIGHTS, "shipped": DEFAULT_WEIGHTS}
+# "shipped" is an alias of it; "full" is "upright" with a learned front (12 turns about the up axis, identity prior:
+# for backbones trained without rotations; scripts/fit_front.py)
+SHIPPED_CANONICALIZERS = {"upright": DEFAULT_WEIGHTS, "shipped": DEFAULT_WEIGHTS, "full": FULL_WEIGHTS}
 
 
 def canonicalizer_path(name_or_path) -> Path:

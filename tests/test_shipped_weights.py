@@ -49,3 +49,25 @@ def test_a_checkpoint_saved_with_the_old_candidate_defaults_still_loads(tmp_path
     loaded, cfg, _ = load_model(tmp_path / "old.pt")
     assert loaded.canonicalizer.hparams == model.canonicalizer.hparams
     assert cfg.canonicalizer_kwargs == LEGACY_CANDIDATE_DEFAULTS
+
+
+def test_the_full_frame_file_is_the_upright_one_with_a_front_scorer_and_stays_exact(modelnet_test_shapes):
+    """`full` = the shipped up-axis scorer (bit-identical weights) + a front scorer over 12 turns; in float32 every
+    unflagged real shape's canonical cloud moves by <= 1e-4 of its radius under random rigid motions."""
+    from conftest import per_shape_canonical_errors
+
+    full, upright = load_canonicalizer("full"), load_canonicalizer("upright")
+    assert full.hparams["front_turns"] == 12 and full.hparams["front"] == (32, 64, 128)
+    assert {k: v for k, v in full.hparams.items() if not k.startswith("front")} == upright.hparams
+    shared = upright.state_dict()
+    assert all(torch.equal(v, shared[k]) for k, v in full.state_dict().items() if not k.startswith("front_"))
+    err, _, degenerate = per_shape_canonical_errors(full, modelnet_test_shapes[:16], "SE3", torch.float32, 10, seed=7)
+    assert degenerate.float().mean() <= 0.1
+    assert err[~degenerate].max() <= 1e-4, err[~degenerate].max()
+
+
+def test_the_cli_takes_full(capsys):
+    assert main(["train", "--dataset", "synthetic", "--canonicalizer-weights", "full", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["canonicalizer_kwargs"]["front_turns"] == 12
+    assert cfg["canonicalizer_weights"] == str(SHIPPED_CANONICALIZERS["full"].resolve())
