@@ -18,8 +18,8 @@ on one batch of test shapes, and OUT/summary.json (every row, per seed and the m
 are written. Every row is one backbone pass per shape. OUT must be new (or an empty folder): nothing is
 overwritten and a second run into it is refused (exit 2) before any work.
 
-W (``--canonicalizer``) is a canonicalizer file or a shipped name (default ``upright``, the shipped one: up axis,
-yaw from its candidates; a file with a front scorer from ``scripts/fit_front.py`` also chooses the front). ``--smoke``: a CPU check of the whole pipeline on ``--max-shapes`` (40) shapes
+W (``--canonicalizer``) is a canonicalizer file or a shipped name: ``full`` (default; up axis and a learned front,
+for a backbone trained without rotations) or ``upright`` (up axis; yaw from its candidates). ``--smoke``: a CPU check of the whole pipeline on ``--max-shapes`` (40) shapes
 per split with tiny settings; flags given explicitly override the preset.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("out", help="output folder (must not exist, or be empty)")
     p.add_argument("--data-root", default=str(DEFAULT_DATA), help="ModelNet40 HDF5 folder (default: %(default)s)")
-    p.add_argument("--canonicalizer", default="upright", help="canonicalizer file or shipped name (default: upright)")
+    p.add_argument("--canonicalizer", default="full", help="canonicalizer file or shipped name (default: full)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one plain run and its adaptations per seed")
     p.add_argument("--backbone-lr", type=float, default=1e-4, help="learning rate of the fine-tuned backbone")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of every stage")
