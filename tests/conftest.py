@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -8,6 +9,14 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.
 
 SHARED_DATA = Path(os.environ.get("POINTCANON_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MODELNET_HDF5 = SHARED_DATA / "modelnet40_hdf5_1024"
+
+
+def load_script(name: str):
+    """The module of ``scripts/NAME.py`` (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def require(path: Path) -> Path:

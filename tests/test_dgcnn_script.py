@@ -1,21 +1,14 @@
 """scripts/exp_dgcnn_upright.py: a DGCNN trained upright (scale-shift, no rotation), adapted with a canonicalizer
 (frozen; backbone fine-tuned), end to end on 40 real ModelNet40 shapes per split (issue "2 of 4", item 4)."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODELNET_HDF5, require
+from conftest import load_script, MODELNET_HDF5, require
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("exp_dgcnn_upright", ROOT / "scripts" / "exp_dgcnn_upright.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _backbone(path: Path) -> dict:
@@ -34,7 +27,7 @@ def _snapshot(folder: Path) -> dict:
 def test_smoke_run_writes_every_row_and_refuses_a_second_run(tmp_path, capsys):
     from pointcanon.models import canonicalizer_path
 
-    script, out = _script(), tmp_path / "dgcnn"
+    script, out = load_script("exp_dgcnn_upright"), tmp_path / "dgcnn"
     argv = [str(out), "--smoke", "--canonicalizer", "upright", "--threads", "1",
             "--data-root", str(require(MODELNET_HDF5))]
     assert script.main(argv) == 0
@@ -72,7 +65,7 @@ def test_smoke_run_writes_every_row_and_refuses_a_second_run(tmp_path, capsys):
 
 
 def test_bad_arguments_stop_before_any_work(tmp_path, capsys):
-    script = _script()
+    script = load_script("exp_dgcnn_upright")
     for extra, message in [(["--canonicalizer", str(tmp_path / "missing.pt")], "neither a shipped name nor a file"),
                            (["--finetune-epochs", "9"], "--finetune-epochs"), (["--batch-size", "1"], "--batch-size"),
                            (["--seeds", "0", "0"], "--seeds must differ"),

@@ -1,6 +1,5 @@
 """scripts/fit_front.py: a front scorer for the shipped up-axis canonicalizer, trained on cached canonical inputs
 with the identity prior restricted to yaw turns (issue "2 of 4": the full frame)."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -8,22 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "data"))
 from make_fixtures import main as make_fixtures  # noqa: E402
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("fit_front", ROOT / "scripts" / "fit_front.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_closeness_points_at_the_turn_that_undoes_the_pose():
     from pointcanon.nn.axes import yaw_turns
 
-    script = _script()
+    script = load_script("fit_front")
     for turns in (4, 12):
         yaws = yaw_turns(turns)
         pose = yaws.transpose(1, 2)  # the canonical frame is off by turn k: front k undoes it
@@ -41,7 +35,7 @@ def test_fits_a_front_scorer_and_writes_a_loadable_full_frame_canonicalizer(tmp_
     root = tmp_path / "modelnet40_hdf5"
     assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
                             "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
-    script = _script()
+    script = load_script("fit_front")
     out, summary = tmp_path / "full.pt", tmp_path / "full.json"
     args = [str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--cache", str(tmp_path / "cache"),
             "--draws", "1", "--steps", "20", "--turns", "6", "--front", "8,16", "--threads", "1"]

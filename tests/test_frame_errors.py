@@ -1,22 +1,17 @@
 """scripts/frame_errors.py: per-class frame errors of a canonicalizer in front of a plain backbone, and
 which of them change the backbone's answer (issue "2 of 4": errors that matter)."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "data"))
 from make_fixtures import main as make_fixtures  # noqa: E402
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("frame_errors", ROOT / "scripts" / "frame_errors.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -27,7 +22,7 @@ def test_counts_add_up_and_match_the_definitions(tmp_path, one_thread):
     root = tmp_path / "modelnet40_hdf5"
     assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
                             "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
-    script = _script()
+    script = load_script("frame_errors")
     out = tmp_path / "fe.json"
     assert script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--threads", "1",
                         "--out", str(out)]) == 0

@@ -1,21 +1,15 @@
 """scripts/score_canonicalizer.py: the scores of each file and setting, as frame_scores gives them."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "data"))
 from make_fixtures import main as make_fixtures  # noqa: E402
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -25,7 +19,7 @@ def test_scores_each_file_and_setting(tmp_path, one_thread, capsys):
 
     assert make_fixtures([str(tmp_path)]) == 0
     root = tmp_path / "modelnet40_hdf5"
-    script = _script("score_canonicalizer")
+    script = load_script("score_canonicalizer")
     out = tmp_path / "rows.json"
     assert script.main(["shipped", "--data-root", str(root), "--set", "views=1", "--threads", "1", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())
@@ -43,5 +37,5 @@ def test_scores_each_file_and_setting(tmp_path, one_thread, capsys):
 def test_bad_settings_are_refused(tmp_path, capsys, args, message):
     assert make_fixtures([str(tmp_path)]) == 0
     with pytest.raises(SystemExit):
-        _script("score_canonicalizer").main(["shipped", "--data-root", str(tmp_path / "modelnet40_hdf5"), *args])
+        load_script("score_canonicalizer").main(["shipped", "--data-root", str(tmp_path / "modelnet40_hdf5"), *args])
     assert message in capsys.readouterr().err
