@@ -19,6 +19,24 @@ def load_script(name: str):
     return module
 
 
+@pytest.fixture
+def tiny_plain_run(tmp_path):
+    """A ModelNet40-format fixture folder (data/make_fixtures.py) and a plain PointNet trained on it for one epoch
+    at 128 points: ``(data_root, checkpoint)``."""
+    import sys
+
+    from pointcanon.cli import main as pointcanon_main
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from make_fixtures import main as make_fixtures
+
+    assert make_fixtures([str(tmp_path)]) == 0
+    root = tmp_path / "modelnet40_hdf5"
+    assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
+                            "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
+    return root, tmp_path / "run" / "last.pt"
+
+
 def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (set POINTCANON_SHARED_DATA to the shared/data folder)")

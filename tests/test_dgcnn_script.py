@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import load_script, MODELNET_HDF5, require
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def _backbone(path: Path) -> dict:

@@ -1,17 +1,11 @@
 """scripts/fit_front.py: a front scorer for the shipped up-axis canonicalizer, trained on cached canonical inputs
 with the identity prior restricted to yaw turns (issue "2 of 4": the full frame)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import load_script
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "data"))
-from make_fixtures import main as make_fixtures  # noqa: E402
 
 
 def test_closeness_points_at_the_turn_that_undoes_the_pose():
@@ -27,14 +21,10 @@ def test_closeness_points_at_the_turn_that_undoes_the_pose():
 
 
 @pytest.mark.slow
-def test_fits_a_front_scorer_and_writes_a_loadable_full_frame_canonicalizer(tmp_path, one_thread):
+def test_fits_a_front_scorer_and_writes_a_loadable_full_frame_canonicalizer(tmp_path, one_thread, tiny_plain_run):
     from pointcanon import load_canonicalizer
-    from pointcanon.cli import main as pointcanon_main
 
-    assert make_fixtures([str(tmp_path)]) == 0
-    root = tmp_path / "modelnet40_hdf5"
-    assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
-                            "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
+    root, _ = tiny_plain_run
     script = load_script("fit_front")
     out, summary = tmp_path / "full.pt", tmp_path / "full.json"
     args = [str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--cache", str(tmp_path / "cache"),

@@ -1,27 +1,15 @@
 """scripts/frame_errors.py: per-class frame errors of a canonicalizer in front of a plain backbone, and
 which of them change the backbone's answer (issue "2 of 4": errors that matter)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "data"))
-from make_fixtures import main as make_fixtures  # noqa: E402
-
-
 
 @pytest.mark.slow
-def test_counts_add_up_and_match_the_definitions(tmp_path, one_thread):
-    from pointcanon.cli import main as pointcanon_main
-
-    assert make_fixtures([str(tmp_path)]) == 0
-    root = tmp_path / "modelnet40_hdf5"
-    assert pointcanon_main(["train", "--dataset", "modelnet40", "--data-root", str(root), "--epochs", "1",
-                            "--num-points", "128", "--out", str(tmp_path / "run")]) == 0
+def test_counts_add_up_and_match_the_definitions(tmp_path, one_thread, tiny_plain_run):
+    root, _ = tiny_plain_run
     script = load_script("frame_errors")
     out = tmp_path / "fe.json"
     assert script.main([str(tmp_path / "run" / "last.pt"), "--data-root", str(root), "--threads", "1",
