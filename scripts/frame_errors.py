@@ -24,12 +24,8 @@ from pointcanon.core.groups import apply_rigid
 from pointcanon.core.io import atomic_write, check_output_file
 from pointcanon.datasets import ModelNet40HDF5
 from pointcanon.models import load_model
+from pointcanon.nn.axes import TURNS  # the 4 quarter turns about z (exact)
 from pointcanon.train import protocol_rotations
-
-
-# turns by 0, 90, 180, 270 deg about z (exact integer matrices)
-YAWS = torch.tensor([[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, -1, 0], [1, 0, 0], [0, 0, 1]],
-                     [[-1, 0, 0], [0, -1, 0], [0, 0, 1]], [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]], dtype=torch.float64)
 
 
 def answers(backbone, canon, x: torch.Tensor, rot: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
@@ -46,7 +42,7 @@ def answers(backbone, canon, x: torch.Tensor, rot: torch.Tensor, batch: int = 64
             out["rotated"].append(backbone(moved).argmax(-1))
             out["canonicalized"].append(backbone(c_moved.canonical).argmax(-1))
             # the canonical cloud turned by k * 90 deg about the up axis: the other fronts of the same up axis
-            out["yaw_probs"].append(torch.stack([backbone(c_moved.canonical @ q.T).softmax(-1) for q in YAWS.to(xb.dtype)], 1))
+            out["yaw_probs"].append(torch.stack([backbone(c_moved.canonical @ q.T).softmax(-1) for q in TURNS.to(xb.dtype)], 1))
             cos = ((c_up.frame.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
             out["frame_deg"].append(torch.rad2deg(torch.acos(cos)))
             out["up_deg"].append(torch.rad2deg(torch.acos(c_up.frame[:, 2, 2].clamp(-1, 1))))
